@@ -1,0 +1,275 @@
+"""The ``tuner`` command. Parses, calls the core, prints through :mod:`tuner.console`.
+
+Errors of the :class:`~tuner.errors.TunerError` tree print as one line and exit 2; ``--debug``
+(anywhere on the command line) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tuner import __version__
+from tuner.errors import TunerError
+
+# Off a terminal (logs, CI, pipes) tables get room instead of an 80-column squeeze.
+out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="tuner", message="%(prog)s %(version)s")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def app(debug: bool) -> None:
+    """Find good training hyperparameters for PyTorch image classifiers.
+
+    \b
+    tuner plugins                              list architectures and datasets
+    tuner optimize --plugin lenet-digits       tune (the embedded data, no download)
+    tuner best studies/lenet-digits.db         what won, and by how much
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+@app.command()
+@click.option("--check", metavar="ARCH-DATASET",
+              help="Build the pair and train one batch on the CPU; print parameters and input shape.")
+@click.option("--data-dir", help="Dataset folder (default: $TUNER_DATA_DIR, else ~/.cache/tuner/data).")
+def plugins(check: str | None, data_dir: str | None) -> None:
+    """List installed architectures and datasets, or check one pair."""
+    from tuner.data import default_data_dir
+    from tuner.errors import PluginError
+    from tuner.registry import registry
+    from tuner.run import contract_step, load_pair
+
+    if check:
+        pair = load_pair(check)
+        report = contract_step(pair, default_data_dir(data_dir))
+        out.print(f"{pair.name}: ok — {report.parameters:,} parameters, input "
+                  f"{tuple(report.input_shape[1:])}, output {report.output_shape[1]} classes, "
+                  f"one batch trained (loss {report.loss:.3f})")
+        return
+    reg = registry()
+    for kind, title in (("architecture", "Architectures"), ("dataset", "Datasets")):
+        table = Table(title=title, title_justify="left")
+        for column in ("name", "distribution", "version", "description"):
+            table.add_column(column)
+        for info in reg.infos(kind):
+            try:
+                description = reg.load(kind, info.name).description
+            except PluginError as e:  # listed with its error; never stops the listing
+                description = f"[red]broken: {e.reason}[/red]"
+            except TunerError as e:
+                description = f"[red]{e}[/red]"
+            table.add_row(info.name, info.distribution, info.version, description)
+        out.print(table)
+    out.print("Pair them as ARCH-DATASET, e.g. `tuner optimize --plugin lenet-digits`.")
+
+
+# ---------------------------------------------------------------------------------------------
+@app.command()
+@click.option("--plugin", "-p", required=True, metavar="ARCH-DATASET", help="What to tune, e.g. alexnet-mnist.")
+@click.option("--trials", type=int, default=20, show_default=True,
+              help="New trials to run now; a resumed study adds this many to those it holds.")
+@click.option("--study", help="Study name (default: the plugin).")
+@click.option("--db", help="SQLite file (default: studies/<study>.db).")
+@click.option("--storage", help="Any SQLAlchemy database URL, instead of --db.")
+@click.option("--timeout", type=float, help="Start no trial after SECONDS.")
+@click.option("--epochs", type=int, help="Epochs per trial (default 10; a study keeps its own).")
+@click.option("--seed", type=int, help="Seed of sampler, split and weights (default 0; a study keeps its own).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--data-dir", help="Dataset folder (default: $TUNER_DATA_DIR, else ~/.cache/tuner/data).")
+@click.option("--max-train", type=int, help="Cap on training examples, for quick runs (a study keeps it).")
+@click.option("--sampler", type=click.Choice(["tpe", "random", "cmaes", "qmc"]), default="tpe", show_default=True)
+@click.option("--pruner", type=click.Choice(["median", "hyperband", "sha", "none"]), default="median",
+              show_default=True)
+@click.option("--pruner-startup", type=int, default=3, show_default=True,
+              help="median: trials that complete before any is pruned.")
+@click.option("--pruner-warmup", type=int, default=1, show_default=True,
+              help="median: epochs a trial trains before it can be pruned.")
+@click.option("--space", "space", multiple=True, metavar="NAME=SPEC|FILE.toml",
+              help="Override the search space: lr=1e-5:1e-1:log, batch_size=32,64, dropout=0.3, or a "
+                   "TOML file. Repeatable.")
+@click.option("--quiet", "-q", is_flag=True, help="One line per trial, no live display.")
+def optimize(plugin: str, trials: int, study: str | None, db: str | None, storage: str | None,
+             timeout: float | None, epochs: int | None, seed: int | None, device: str,
+             data_dir: str | None, max_train: int | None, sampler: str, pruner: str,
+             pruner_startup: int, pruner_warmup: int, space: tuple[str, ...], quiet: bool) -> None:
+    """Run (or resume) a study: the reference settings first, then sampled ones."""
+    from tuner.console import StudyProgress
+    from tuner.run import OptimizeOptions, measure_test_accuracy, prepare_study, run_study
+
+    options = OptimizeOptions(
+        plugin=plugin, trials=trials, study=study, db=db, storage=storage, timeout=timeout,
+        epochs=epochs, seed=seed, device=device, data_dir=data_dir, max_train=max_train,
+        sampler=sampler, pruner=pruner, pruner_startup=pruner_startup,
+        pruner_warmup=pruner_warmup, space=space or (),
+    )
+    progress = StudyProgress(out, trials, live=out.is_terminal, quiet=quiet)
+    prepared = prepare_study(options, listener=progress)
+    s = prepared.settings
+    stored = len(prepared.study.trials)
+    out.print(
+        f"study {prepared.study.study_name} in {prepared.location.shown} "
+        f"({'new' if prepared.created else f'resumed, {stored} trials stored'}) · "
+        f"{prepared.device} · {s['epochs']} epochs/trial · "
+        f"{len(prepared.data.train_y):,} train / {len(prepared.data.val_y):,} validation examples"
+    )
+    interrupted = False
+    with progress:
+        try:
+            run_study(prepared, trials, timeout, callbacks=[progress])
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        err.print("interrupted: the running trial is stored as failed; run the same command to resume")
+    else:
+        measure_test_accuracy(prepared)
+    _print_summary(prepared.study, prepared.location.shown)
+    if interrupted:
+        sys.exit(130)
+
+
+def _print_summary(study, db_shown: str, top: int = 10) -> None:
+    from tuner.console import comparison_panel, counts_line, extra_keys, trials_table
+    from tuner.errors import StudyError
+    from tuner.study import best_summary, view
+
+    views = [view(t) for t in study.get_trials(deepcopy=False)]
+    ranked = sorted(views, key=lambda v: (v.value is None, -(v.value or 0), v.number))[:top]
+    space = study.user_attrs.get("provenance", {}).get("search_space", {})
+    out.print(trials_table(ranked, f"Top {len(ranked)} of {len(views)} trials",
+                           extra_keys(views, space)))
+    try:
+        summary = best_summary(study)
+    except StudyError as e:
+        out.print(f"{counts_line({v.state: sum(w.state == v.state for w in views) for v in views})}")
+        out.print(str(e))
+        return
+    out.print(counts_line(summary["counts"]))
+    out.print(comparison_panel(summary, db_shown))
+
+
+# ---------------------------------------------------------------------------------------------
+def _open(db: str, study: str | None):
+    from tuner.study import load_existing, locate
+
+    if "://" in db:
+        location = locate(study or "", storage=db)
+    else:
+        location = locate(study or "", db=db)
+    return load_existing(location, study), location
+
+
+@app.command()
+@click.argument("db")
+@click.option("--study", help="Which study, when the database holds several.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def best(db: str, study: str | None, as_json: bool) -> None:
+    """What won: value, hyperparameters, per-epoch curve, test accuracy, weights, reference."""
+    from tuner.console import comparison_panel, counts_line, fmt, pct, sparkline
+    from tuner.study import best_summary
+
+    opened, location = _open(db, study)
+    summary = best_summary(opened)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    params = Table(title=f"Best trial {summary['trial']} of {summary['plugin'] or summary['study']}",
+                   title_justify="left", show_header=False)
+    params.add_column()
+    params.add_column()
+    for key, value in summary["params"].items():
+        if value is not None:
+            params.add_row(key, fmt(value))
+    out.print(params)
+    curve = Table(title="Per epoch", title_justify="left")
+    for column in ("epoch", "train loss", "val loss", "val acc", "lr"):
+        curve.add_column(column, justify="right")
+    for row in summary["epochs"]:
+        curve.add_row(str(row["epoch"]), f"{row['train_loss']:.4f}", f"{row['val_loss']:.4f}",
+                      pct(row["val_accuracy"]), f"{row['lr']:.3g}")
+    out.print(curve)
+    out.print("validation accuracy by epoch: " + sparkline([r["val_accuracy"] for r in summary["epochs"]]))
+    out.print(counts_line(summary["counts"]))
+    out.print(comparison_panel(summary, location.shown))
+
+
+@app.command("trials")
+@click.argument("db")
+@click.option("--study", help="Which study, when the database holds several.")
+@click.option("--state", multiple=True, type=click.Choice(["complete", "pruned", "fail", "running"]),
+              help="Only trials in this state (repeatable).")
+@click.option("--sort", type=click.Choice(["number", "value", "duration"]), default="number",
+              show_default=True, help="Order: trial number, value (best first) or duration (longest first).")
+@click.option("--limit", type=click.IntRange(min=1), help="Show at most N trials.")
+def trials_command(db: str, study: str | None, state: tuple[str, ...], sort: str, limit: int | None) -> None:
+    """Every trial: state, value, hyperparameters, epochs, time, and why it was pruned or failed."""
+    from tuner.console import counts_line, extra_keys, trials_table
+    from tuner.study import state_counts, view
+
+    opened, _ = _open(db, study)
+    views = [view(t) for t in opened.get_trials(deepcopy=False)]
+    if state:
+        wanted = {s.upper() for s in state}
+        views = [v for v in views if v.state in wanted]
+    if sort == "value":
+        views.sort(key=lambda v: (v.value is None, -(v.value or 0)))
+    elif sort == "duration":
+        views.sort(key=lambda v: -(v.duration_s or 0))
+    if limit:
+        views = views[:limit]
+    space = opened.user_attrs.get("provenance", {}).get("search_space", {})
+    out.print(trials_table(views, f"Trials of {opened.study_name}", extra_keys(views, space)))
+    out.print(counts_line(state_counts(opened)))
+
+
+# ---------------------------------------------------------------------------------------------
+def _setup_logging() -> None:
+    import optuna
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("note: %(message)s"))
+    for name in ("tuner", "tuner_plugins"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        logger.propagate = False
+    # The console reports trials itself; Optuna's own lines would repeat them.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point. Returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    _setup_logging()
+    try:
+        result = app.main(args=args, prog_name="tuner", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except TunerError as e:
+        if debug:
+            raise
+        err.print(f"error: {e}", soft_wrap=True)
+        return e.exit_code
+    except click.exceptions.UsageError as e:
+        err.print(f"error: {e.format_message()} (see `{e.ctx.command_path if e.ctx else 'tuner'} --help`)",
+                  soft_wrap=True)
+        return 2
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        err.print(f"error: {e.format_message()}", soft_wrap=True)
+        return e.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

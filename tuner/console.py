@@ -1,0 +1,172 @@
+"""Everything a person sees. The only module besides the CLI that imports rich.
+
+Live progress when the output is a terminal; one plain line per trial when it is not, or with
+``--quiet``. Summaries are rich tables either way (rich drops colour off a terminal).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from tuner.engine import EpochResult
+from tuner.study import TrialView
+
+KEY_PARAMS = ("lr", "batch_size", "optimizer", "weight_decay", "dropout")
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}%"
+
+
+def sparkline(values: list[float]) -> str:
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1)))] for v in values)
+
+
+class StudyProgress:
+    """Listener and Optuna callback: shows trials done/total, the running trial's epochs, best
+    so far, pruned and failed counts, elapsed and remaining time."""
+
+    def __init__(self, console: Console, total_trials: int | None, *, live: bool, quiet: bool) -> None:
+        self.console = console
+        self.live = live and not quiet
+        self.quiet = quiet
+        self.best: float | None = None
+        self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+        self.started = time.perf_counter()
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, transient=False,
+        )
+        self.trials_task = self.progress.add_task("trials", total=total_trials, info="")
+        self.epoch_task = self.progress.add_task("epoch ", total=1, info="", visible=False)
+
+    def __enter__(self) -> StudyProgress:
+        if self.live:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            self.progress.stop()
+
+    def _status(self) -> str:
+        best = "—" if self.best is None else pct(self.best)
+        return f"best {best} · pruned {self.counts['PRUNED']} · failed {self.counts['FAIL']}"
+
+    # Listener ---------------------------------------------------------------------------------
+    def trial_started(self, number: int, hp: dict[str, Any], reference: bool) -> None:
+        label = f"trial {number}" + (" (reference)" if reference else "")
+        self.progress.update(self.epoch_task, description=label, completed=0, info="", visible=True)
+        self.progress.update(self.trials_task, info=self._status())
+
+    def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None:
+        info = f"loss {result.train_loss:.4f} · val {pct(result.val_accuracy)} · lr {result.lr:.2g}"
+        self.progress.update(self.epoch_task, total=epochs, completed=epoch, info=info)
+
+    # Optuna callback ----------------------------------------------------------------------------
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.counts[trial.state.name] = self.counts.get(trial.state.name, 0) + 1
+        if trial.state == TrialState.COMPLETE and (self.best is None or trial.value > self.best):
+            self.best = trial.value
+        self.progress.advance(self.trials_task)
+        self.progress.update(self.trials_task, info=self._status())
+        if not self.live:
+            self.console.print(trial_line(trial), highlight=False)
+
+
+def trial_line(trial: FrozenTrial) -> str:
+    attrs = trial.user_attrs
+    epochs = len(attrs.get("history", []))
+    head = f"trial {trial.number} {trial.state.name.lower()}"
+    if attrs.get("reference"):
+        head += " (reference)"
+    if trial.state == TrialState.COMPLETE:
+        head += f" val={trial.value:.4f}"
+    reason = attrs.get("prune_reason") or attrs.get("fail_reason")
+    params = " ".join(f"{k}={fmt(attrs.get('hparams', {}).get(k))}" for k in KEY_PARAMS
+                      if attrs.get("hparams", {}).get(k) is not None)
+    duration = f" {trial.duration.total_seconds():.1f}s" if trial.duration else ""
+    tail = f" — {reason}" if reason and trial.state != TrialState.COMPLETE else ""
+    return f"{head} epochs={epochs}{duration} {params}{tail}"
+
+
+def trials_table(views: list[TrialView], title: str, extra_keys: tuple[str, ...] = ()) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("#", "state", "value", *KEY_PARAMS, *extra_keys, "epochs", "time", "note"):
+        table.add_column(column, justify="right" if column in ("#", "value", "epochs", "time") else "left")
+    for v in views:
+        note = "reference" if v.reference else ""
+        if v.reason:
+            note = f"{note}; {v.reason}" if note else v.reason
+        table.add_row(
+            str(v.number), v.state.lower(), pct(v.value),
+            *(fmt(v.hparams.get(k)) for k in (*KEY_PARAMS, *extra_keys)),
+            str(v.epochs_run), "—" if v.duration_s is None else f"{v.duration_s:.1f}s", note,
+        )
+    return table
+
+
+def extra_keys(views: list[TrialView], space: dict[str, str]) -> tuple[str, ...]:
+    """Plugin-specific hyperparameters (a width, a second dropout) get their own columns."""
+    builtin = {*KEY_PARAMS, "momentum", "scheduler", "epochs"}
+    return tuple(k for k in space if k not in builtin and not k.startswith("plateau_"))
+
+
+def comparison_panel(summary: dict[str, Any], db_shown: str) -> Panel:
+    best_v, ref_v = summary["value"], summary["reference_value"]
+    best_t, ref_t = summary["test_accuracy"], summary["reference_test_accuracy"]
+    rows = Table.grid(padding=(0, 2))
+    rows.add_column()
+    rows.add_column(justify="right")
+    rows.add_column(justify="right")
+    rows.add_column(justify="right")
+    rows.add_row("", f"best (trial {summary['trial']})",
+                 f"reference (trial {summary['reference_trial']})" if summary["reference_trial"] is not None
+                 else "reference", "change")
+    rows.add_row("validation accuracy", pct(best_v), pct(ref_v), change(best_v, ref_v))
+    rows.add_row("test accuracy", pct(best_t), pct(ref_t), change(best_t, ref_t))
+    lines = [rows, "",
+             f"weights: {summary['weights'] or '— (not kept)'}",
+             f"see it again: tuner best {db_shown} --study {summary['study']}"]
+    return Panel(Group(*lines), title=f"{summary['study']}: best vs hand-picked reference",
+                 title_align="left")
+
+
+def change(new: float | None, old: float | None) -> str:
+    if new is None or old is None:
+        return "—"
+    return f"{100 * (new - old):+.2f} pts"
+
+
+def counts_line(counts: dict[str, int]) -> str:
+    return (f"{counts.get('COMPLETE', 0)} complete · {counts.get('PRUNED', 0)} pruned · "
+            f"{counts.get('FAIL', 0)} failed")

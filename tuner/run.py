@@ -1,0 +1,338 @@
+"""``tuner optimize`` and ``tuner plugins --check`` as functions: the CLI only parses and prints.
+
+Order of work in :func:`prepare_study`: resolve plugins, parse the space, load the data, run
+one tiny contract batch — all before the database is opened, so that a mistake in any of them
+leaves the study file as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from tuner import __version__
+from tuner.checks import StepReport, build_model, default_hyperparameters, one_step
+from tuner.contract import CONTRACT_VERSION, Architecture, Dataset, Hyperparameters
+from tuner.data import (
+    DEFAULT_VAL_FRACTION,
+    PreparedData,
+    default_data_dir,
+    load_splits,
+    model_shape,
+    normalize,
+    prepare,
+)
+from tuner.engine import evaluate
+from tuner.errors import TrialFailed, UsageError
+from tuner.objective import Listener, Objective, enqueue_reference
+from tuner.registry import Registry, registry
+from tuner.space import build_space, describe, parse_overrides
+from tuner.study import (
+    Location,
+    best_trial,
+    locate,
+    now_iso,
+    reference_trial,
+    storage_for,
+    test_accuracies,
+)
+
+log = logging.getLogger(__name__)
+
+SAMPLERS = ("tpe", "random", "cmaes", "qmc")
+PRUNERS = ("median", "hyperband", "sha", "none")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An architecture and a dataset, loaded and checked."""
+
+    arch_name: str
+    dataset_name: str
+    arch: Architecture
+    dataset: Dataset
+    arch_dist: str
+    arch_version: str
+    dataset_dist: str
+    dataset_version: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch_name}-{self.dataset_name}"
+
+
+def load_pair(plugin: str, reg: Registry | None = None) -> Pair:
+    reg = reg or registry()
+    arch_name, dataset_name = reg.split_pair(plugin)
+    a_info, d_info = reg.info("architecture", arch_name), reg.info("dataset", dataset_name)
+    return Pair(
+        arch_name, dataset_name, reg.architecture(arch_name), reg.dataset(dataset_name),
+        a_info.distribution, a_info.version, d_info.distribution, d_info.version,
+    )
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise UsageError(f"--device {spec!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {spec!r}: use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {spec}: no CUDA GPU is visible here; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(
+                f"--device {spec}: only {torch.cuda.device_count()} GPU(s) here (cuda:0..)"
+            )
+    return device
+
+
+def contract_step(pair: Pair, data_dir: Path, n: int = 2) -> StepReport:
+    """Build the pair with its reference settings and train one batch of ``n`` on the CPU."""
+    splits = load_splits(pair.dataset_name, pair.dataset, data_dir, pair.dataset_dist)
+    shape = model_shape(pair.arch, pair.dataset)
+    hp = default_hyperparameters(pair.arch)
+    model = build_model(pair.arch, shape, hp, name=pair.arch_name, distribution=pair.arch_dist)
+    x = normalize(splits.train_images[:n], pair.dataset)
+    if pair.arch.input_size is not None:
+        x = torch.nn.functional.interpolate(x, size=pair.arch.input_size, mode="bilinear",
+                                            antialias=True)
+    return one_step(model, x, splits.train_labels[:n], shape, name=pair.arch_name,
+                    distribution=pair.arch_dist)
+
+
+def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        # CMA-ES handles the numeric part; categorical choices fall back to random sampling.
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    raise UsageError(f"--sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
+
+
+def make_pruner(name: str, epochs: int, startup: int, warmup: int) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))
+    if name == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise UsageError(f"--pruner {name!r}: choose one of {', '.join(PRUNERS)}")
+
+
+@dataclass
+class OptimizeOptions:
+    """Everything ``tuner optimize`` takes. ``None`` means: the stored value, else the default."""
+
+    plugin: str
+    trials: int | None = 20
+    study: str | None = None
+    db: str | None = None
+    storage: str | None = None
+    timeout: float | None = None
+    epochs: int | None = None
+    seed: int | None = None
+    device: str = "auto"
+    data_dir: str | None = None
+    max_train: int | None = None
+    sampler: str = "tpe"
+    pruner: str = "median"
+    pruner_startup: int = 3
+    pruner_warmup: int = 1
+    space: Sequence[str] = ()
+    val_fraction: float = DEFAULT_VAL_FRACTION
+
+    def validate(self) -> None:
+        if self.trials is not None and self.trials < 1:
+            raise UsageError(f"--trials must be at least 1, got {self.trials}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise UsageError(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        if self.epochs is not None and self.epochs < 1:
+            raise UsageError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.max_train is not None and self.max_train < 2:
+            raise UsageError(f"--max-train must be at least 2, got {self.max_train}")
+        if self.pruner_startup < 0 or self.pruner_warmup < 0:
+            raise UsageError("--pruner-startup and --pruner-warmup must be >= 0")
+        if self.sampler not in SAMPLERS:
+            raise UsageError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        if self.pruner not in PRUNERS:
+            raise UsageError(f"--pruner {self.pruner!r}: choose one of {', '.join(PRUNERS)}")
+
+
+DEFAULT_EPOCHS = 10
+
+
+@dataclass
+class PreparedStudy:
+    """A study ready to run: opened (or created), data on the device, objective built."""
+
+    pair: Pair
+    study: optuna.Study
+    location: Location
+    objective: Objective
+    data: PreparedData
+    device: torch.device
+    created: bool
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _stored_or(options_value: Any, stored: dict[str, Any], key: str, default: Any) -> Any:
+    """A resumed study keeps its settings; asking for a different one is an error."""
+    if key not in stored:
+        return default if options_value is None else options_value
+    if options_value is not None and options_value != stored[key]:
+        raise UsageError(
+            f"this study was run with {key.replace('_', '-')}={stored[key]}; keep it to resume, "
+            "or start a new study with --study NAME"
+        )
+    return stored[key]
+
+
+def prepare_study(options: OptimizeOptions, listener: Listener | None = None) -> PreparedStudy:
+    options.validate()
+    pair = load_pair(options.plugin)
+    overrides = parse_overrides(options.space)
+    space = build_space(pair.arch, overrides)
+    device = resolve_device(options.device)
+    data_dir = default_data_dir(options.data_dir)
+    contract_step(pair, data_dir)  # validate at load: one tiny batch on the CPU
+    study_name = options.study or pair.name
+    location = locate(study_name, options.db, options.storage)
+
+    # Peek at a stored study's settings before creating anything.
+    storage = storage_for(location, create=True)
+    existing = {s.study_name: s for s in storage.get_all_studies()}
+    stored: dict[str, Any] = {}
+    if study_name in existing:
+        stored = existing[study_name].user_attrs.get("provenance", {})
+        if stored.get("plugin") not in (None, pair.name):
+            raise UsageError(
+                f"study {study_name!r} in {location.shown} tunes {stored['plugin']}, not "
+                f"{pair.name}; name a new study with --study NAME"
+            )
+    settings = {
+        "epochs": _stored_or(options.epochs, stored, "epochs", DEFAULT_EPOCHS),
+        "max_train": _stored_or(options.max_train, stored, "max_train", None),
+        "seed": _stored_or(options.seed, stored, "seed", 0),
+        "val_fraction": _stored_or(None, stored, "val_fraction", options.val_fraction),
+    }
+    if stored and "search_space" in stored and not overrides:
+        space_desc = describe(space)
+        if stored["search_space"] != space_desc:
+            log.warning("the search space differs from the one this study was created with")
+
+    splits = load_splits(pair.dataset_name, pair.dataset, data_dir, pair.dataset_dist)
+    data = prepare(
+        splits, pair.dataset, pair.arch, device=device, val_fraction=settings["val_fraction"],
+        split_seed=settings["seed"], max_train=settings["max_train"],
+    )
+    pruner = make_pruner(options.pruner, settings["epochs"], options.pruner_startup,
+                         options.pruner_warmup)
+    study = optuna.create_study(
+        storage=storage, study_name=study_name, pruner=pruner, direction="maximize",
+        load_if_exists=True,
+    )
+    # Seeded by trials already stored, so a resumed run does not replay the first run's draws.
+    study.sampler = make_sampler(options.sampler, settings["seed"] + len(study.trials))
+    created = study_name not in existing
+    if created:
+        study.set_user_attr("provenance", {
+            "plugin": pair.name,
+            "architecture": {"name": pair.arch_name, "distribution": pair.arch_dist,
+                             "version": pair.arch_version},
+            "dataset": {"name": pair.dataset_name, "distribution": pair.dataset_dist,
+                        "version": pair.dataset_version},
+            "tuner_version": __version__,
+            "contract_version": CONTRACT_VERSION,
+            "torch_version": torch.__version__,
+            "optuna_version": optuna.__version__,
+            "device": str(device),
+            "search_space": describe(space),
+            "reference_source": pair.arch.reference_source,
+            "created": now_iso(),
+            "train_examples": len(data.train_y),
+            "val_examples": len(data.val_y),
+            **settings,
+        })
+        if pair.arch.reference is not None:
+            enqueue_reference(study, pair.arch.reference, space)
+    objective = Objective(
+        arch=pair.arch, data=data, space=space, epochs=settings["epochs"], seed=settings["seed"],
+        weights_dir=location.weights_dir,
+    )
+    if listener is not None:
+        objective.listener = listener
+    _restore_best(study, objective)
+    return PreparedStudy(pair, study, location, objective, data, device, created, settings)
+
+
+def _restore_best(study: optuna.Study, objective: Objective) -> None:
+    """A resumed study continues from its stored best and reference weights."""
+    ref = reference_trial(study)
+    if ref is not None and ref.user_attrs.get("weights"):
+        objective.reference_weights = Path(ref.user_attrs["weights"])
+    try:
+        best = best_trial(study)
+    except Exception:  # no completed trial yet
+        return
+    objective.best_value = best.value
+    if best.user_attrs.get("weights"):
+        objective.best_weights = Path(best.user_attrs["weights"])
+
+
+def run_study(
+    prepared: PreparedStudy, trials: int | None, timeout: float | None,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+) -> None:
+    """Run trials. Failed trials (NaN loss, out of memory) are recorded and the study goes on;
+    Ctrl-C ends the running trial as failed ("interrupted") and propagates."""
+    prepared.study.optimize(
+        prepared.objective, n_trials=trials, timeout=timeout, catch=(TrialFailed,),
+        callbacks=list(callbacks), gc_after_trial=False,
+    )
+
+
+def measure_test_accuracy(prepared: PreparedStudy) -> dict[int, float]:
+    """Test accuracy of the best and the reference trial, each measured once per study."""
+    study = prepared.study
+    stored = test_accuracies(study)
+    wanted = []
+    try:
+        wanted.append(best_trial(study))
+    except Exception:  # no completed trial: nothing to report
+        return stored
+    ref = reference_trial(study)
+    if ref is not None and ref.state.name == "COMPLETE":
+        wanted.append(ref)
+    changed = False
+    for trial in wanted:
+        path = trial.user_attrs.get("weights")
+        if trial.number in stored or not path or not Path(path).exists():
+            continue
+        hp = Hyperparameters.from_dict(trial.user_attrs["hparams"])
+        model = prepared.pair.arch.build(prepared.data.shape, hp)
+        model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+        model.to(prepared.device)
+        _, acc = evaluate(model, prepared.data, prepared.data.test_x, prepared.data.test_y,
+                          amp=prepared.device.type == "cuda")
+        stored[trial.number] = acc
+        changed = True
+    if changed:
+        study.set_user_attr("test_accuracy", {str(k): v for k, v in stored.items()})
+    return stored

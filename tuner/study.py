@@ -1,0 +1,216 @@
+"""Studies and their storage: where a study lives, opening it safely, reading it back.
+
+A bare path given to Optuna is read as a *journal* file, so the ``sqlite:///`` URL is built
+here from the path the user types. Before Optuna opens an existing file it is checked to be a
+study database, read-only, so that a wrong or corrupt file is reported and left untouched.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.errors import StudyError, UsageError
+from tuner.objective import REFERENCE_ATTR
+
+STUDIES_DIR = Path("studies")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_REQUIRED_TABLES = {"studies", "trials", "trial_values"}
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a study's database and its weights live."""
+
+    url: str
+    db_path: Path | None  # None for a non-SQLite --storage URL
+    study_name: str
+
+    @property
+    def weights_dir(self) -> Path:
+        base = self.db_path.parent if self.db_path is not None else STUDIES_DIR
+        return base / self.study_name
+
+    @property
+    def shown(self) -> str:
+        return str(self.db_path) if self.db_path is not None else self.url
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
+
+
+def locate(study_name: str, db: str | None = None, storage: str | None = None) -> Location:
+    """``--db PATH`` or ``--storage URL`` or ``studies/<study>.db``."""
+    if db and storage:
+        raise UsageError("give --db PATH or --storage URL, not both")
+    if storage:
+        if storage.startswith("sqlite:///"):
+            return Location(storage, Path(storage.removeprefix("sqlite:///")), study_name)
+        return Location(storage, None, study_name)
+    path = Path(db) if db else STUDIES_DIR / f"{study_name}.db"
+    return Location(sqlite_url(path), path, study_name)
+
+
+def check_database_file(path: Path) -> None:
+    """Raise :class:`StudyError` unless ``path`` is a readable study database. Read-only."""
+    if not path.exists():
+        raise StudyError(f"{path} does not exist; check the path, or create it with `tuner optimize`")
+    if not path.is_file():
+        raise StudyError(f"{path} is not a file; give the study's .db file")
+    with path.open("rb") as f:
+        head = f.read(len(_SQLITE_MAGIC))
+    if head != _SQLITE_MAGIC:
+        raise StudyError(f"{path} is not a SQLite database (not a tuner study); check the path")
+    try:
+        con = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables >= _REQUIRED_TABLES:
+                con.execute("SELECT count(*) FROM trials").fetchone()
+                ok = con.execute("PRAGMA quick_check").fetchone()[0]
+                if ok != "ok":
+                    raise sqlite3.DatabaseError(ok)
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise StudyError(f"{path} is corrupt ({e}); restore it from a backup") from None
+    if not tables >= _REQUIRED_TABLES:
+        raise StudyError(f"{path} is a SQLite database but holds no tuner study; check the path")
+
+
+def storage_for(location: Location, *, create: bool) -> optuna.storages.RDBStorage:
+    """An RDB storage; an existing SQLite file is checked first and never 'repaired'."""
+    if location.db_path is not None:
+        exists = location.db_path.exists() and location.db_path.stat().st_size > 0
+        if exists or not create:
+            check_database_file(location.db_path)
+        else:
+            location.db_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return optuna.storages.RDBStorage(location.url, skip_table_creation=not create)
+    except Exception as e:  # SQLAlchemy and Optuna raise many kinds; all mean "cannot open"
+        raise StudyError(f"cannot open {location.shown}: {type(e).__name__}: {e}") from None
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def load_existing(location: Location, study_name: str | None) -> optuna.Study:
+    """Open a stored study for reading; several studies and no ``--study`` is an error."""
+    storage = storage_for(location, create=False)
+    names = study_names(storage)
+    if not names:
+        raise StudyError(f"{location.shown} holds no study yet; run `tuner optimize` first")
+    if study_name is None:
+        if len(names) > 1:
+            raise StudyError(
+                f"{location.shown} holds {len(names)} studies ({', '.join(names)}); "
+                "pick one with --study NAME"
+            )
+        study_name = names[0]
+    if study_name not in names:
+        raise StudyError(
+            f"no study {study_name!r} in {location.shown}; it holds: {', '.join(names)}"
+        )
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading trials back.
+
+
+@dataclass(frozen=True)
+class TrialView:
+    number: int
+    state: str
+    value: float | None
+    hparams: dict[str, Any]
+    history: list[dict[str, float]]
+    duration_s: float | None
+    reason: str | None
+    weights: str | None
+    reference: bool
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+
+def view(trial: FrozenTrial) -> TrialView:
+    attrs = trial.user_attrs
+    reason = attrs.get("prune_reason") if trial.state == TrialState.PRUNED else None
+    if trial.state == TrialState.FAIL:
+        reason = attrs.get("fail_reason") or trial.system_attrs.get("fail_reason", "failed")
+    weights = attrs.get("weights")
+    return TrialView(
+        number=trial.number,
+        state=trial.state.name,
+        value=trial.value if trial.state == TrialState.COMPLETE else None,
+        hparams=dict(attrs.get("hparams", trial.params)),
+        history=list(attrs.get("history", [])),
+        duration_s=trial.duration.total_seconds() if trial.duration else None,
+        reason=reason,
+        weights=weights if weights and Path(weights).exists() else None,
+        reference=bool(attrs.get(REFERENCE_ATTR)),
+    )
+
+
+def reference_trial(study: optuna.Study) -> FrozenTrial | None:
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get(REFERENCE_ATTR):
+            return t
+    return None
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial:
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        raise StudyError(
+            f"study {study.study_name!r} has no completed trial yet; run `tuner optimize` on it"
+        )
+    return max(done, key=lambda t: (t.value, -t.number))
+
+
+def test_accuracies(study: optuna.Study) -> dict[int, float]:
+    return {int(k): v for k, v in study.user_attrs.get("test_accuracy", {}).items()}
+
+
+def best_summary(study: optuna.Study) -> dict[str, Any]:
+    """What ``tuner best --json`` prints."""
+    best = view(best_trial(study))
+    ref = reference_trial(study)
+    ref_view = view(ref) if ref is not None else None
+    tests = test_accuracies(study)
+    return {
+        "study": study.study_name,
+        "plugin": study.user_attrs.get("provenance", {}).get("plugin"),
+        "trial": best.number,
+        "value": best.value,
+        "params": best.hparams,
+        "epochs": best.history,
+        "test_accuracy": tests.get(best.number),
+        "weights": best.weights,
+        "reference_trial": ref_view.number if ref_view else None,
+        "reference_value": ref_view.value if ref_view else None,
+        "reference_test_accuracy": tests.get(ref_view.number) if ref_view else None,
+        "counts": state_counts(study),
+    }
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    counts = {s: 0 for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
