@@ -29,7 +29,7 @@ from tuner.data import (
     prepare,
 )
 from tuner.engine import evaluate
-from tuner.errors import TrialFailed, UsageError
+from tuner.errors import PairRefused, TrialFailed, UsageError
 from tuner.objective import Listener, Objective, enqueue_reference
 from tuner.registry import Registry, registry
 from tuner.space import build_space, describe, parse_overrides
@@ -102,7 +102,10 @@ def contract_step(pair: Pair, data_dir: Path, n: int = 2) -> StepReport:
     splits = load_splits(pair.dataset_name, pair.dataset, data_dir, pair.dataset_dist)
     shape = model_shape(pair.arch, pair.dataset)
     hp = default_hyperparameters(pair.arch)
-    model = build_model(pair.arch, shape, hp, name=pair.arch_name, distribution=pair.arch_dist)
+    try:
+        model = build_model(pair.arch, shape, hp, name=pair.arch_name, distribution=pair.arch_dist)
+    except PairRefused as e:
+        raise PairRefused(f"{pair.arch_name} cannot take {pair.dataset_name}: {e}") from None
     x = normalize(splits.train_images[:n], pair.dataset)
     if pair.arch.input_size is not None:
         x = torch.nn.functional.interpolate(x, size=pair.arch.input_size, mode="bilinear",

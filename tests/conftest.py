@@ -1,0 +1,129 @@
+"""Shared fixtures: the real CLI in a subprocess, plugin packages pip-installed, dataset files."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = Path(__file__).resolve().parent / "packages"
+SHARED_MNIST = ROOT.parent / "shared" / "data"
+TUNER = shutil.which("tuner", path=str(Path(sys.executable).parent)) or "tuner"
+
+
+def run_tuner(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600,
+              check: bool | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``tuner`` command as a user would, offline, in ``cwd``."""
+    full_env = {**os.environ, "TUNER_OFFLINE": "1", "TUNER_DATA_DIR": str(cwd / "data"),
+                "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.run([TUNER, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check is True:
+        assert proc.returncode == 0, f"tuner {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """A user error: non-zero exit, one ``error:`` line on stderr, no traceback."""
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def pip_install_target(package: Path, target: Path) -> Path:
+    """Install a plugin package into ``target`` (offline: no build isolation, no dependencies)."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps",
+         "--no-index", "--target", str(target), str(package)],
+        check=True, capture_output=True, text=True,
+    )
+    shutil.rmtree(package / "build", ignore_errors=True)
+    for egg in package.glob("*.egg-info"):
+        shutil.rmtree(egg, ignore_errors=True)
+    return target
+
+
+@pytest.fixture(scope="session")
+def demo_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return pip_install_target(PACKAGES / "demo", tmp_path_factory.mktemp("demo-site"))
+
+
+@pytest.fixture(scope="session")
+def broken_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return pip_install_target(PACKAGES / "broken", tmp_path_factory.mktemp("broken-site"))
+
+
+@pytest.fixture(scope="session")
+def dup_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return pip_install_target(PACKAGES / "dup", tmp_path_factory.mktemp("dup-site"))
+
+
+def pythonpath(*dirs: Path) -> dict[str, str]:
+    return {"PYTHONPATH": os.pathsep.join(str(d) for d in dirs)}
+
+
+@pytest.fixture
+def on_sys_path(monkeypatch: pytest.MonkeyPatch):
+    """Put installed plugin folders on ``sys.path`` and re-read the registry in-process."""
+    from tuner.registry import registry
+
+    def add(*dirs: Path) -> None:
+        for d in dirs:
+            monkeypatch.syspath_prepend(str(d))
+        registry.cache_clear()
+
+    yield add
+    registry.cache_clear()
+
+
+# --- dataset files in their real on-disk formats ------------------------------------------
+
+
+def write_cifar10(root: Path, per_batch: int = 30, archive: bool = False) -> Path:
+    """Write CIFAR-10 in the official python format (five train batches, one test batch):
+    pickled dicts with ``b"data"`` (N, 3072) uint8 and ``b"labels"``. Labels cycle 0..9."""
+    rng = np.random.default_rng(0)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        labels = [int(i % 10) for i in range(per_batch)]
+        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+        with (folder / name).open("wb") as f:
+            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
+                         b"filenames": [b"x.png"] * per_batch}, f)
+    if archive:
+        with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz") as tar:
+            tar.add(folder, arcname="cifar-10-batches-py")
+        shutil.rmtree(folder)
+    return root
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    raw = SHARED_MNIST / "MNIST" / "raw"
+    if not (raw / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real MNIST is not at {raw} (only on the development machines)")
+    return SHARED_MNIST
+
+
+def read_json(text: str) -> dict:
+    return json.loads(text)
+
+
+def write_idx_gz(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())

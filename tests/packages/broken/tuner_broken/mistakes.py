@@ -1,0 +1,32 @@
+"""One mistake per plugin."""
+
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from tuner.contract import Architecture, DataRequest, Dataset, Splits
+
+
+def build_wrongwidth(shape, hp):
+    return nn.Sequential(nn.Flatten(), nn.Linear(shape.channels * shape.height * shape.width, 7))
+
+
+# Output width fixed at 7 instead of shape.num_classes.
+wrongwidth = Architecture(build=build_wrongwidth, description="always 7 outputs")
+
+# Written for a future contract.
+futurenet = SimpleNamespace(contract_version=99, build=build_wrongwidth, description="from the future")
+
+# Missing fields: an object that has only `build`.
+halfnet = SimpleNamespace(build=build_wrongwidth)
+
+
+def load_badlabels(request: DataRequest) -> Splits:
+    x = torch.zeros(20, 1, 8, 8, dtype=torch.uint8)
+    y = torch.arange(20) % 12  # labels up to 11 for a 10-class dataset
+    return Splits(x, y, x, y)
+
+
+badlabels = Dataset(load=load_badlabels, description="labels out of range", channels=1, image_size=(8, 8),
+                    class_names=tuple("0123456789"), mean=(0.5,), std=(0.5,))

@@ -1,0 +1,1 @@
+from tuner_plugins.lenet import lenet  # noqa: F401  the same model under a clashing name

@@ -1,0 +1,219 @@
+"""`tuner optimize`, `best` and `trials` end to end through the real CLI, on the embedded digits."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from tuner.contract import Hyperparameters
+from tuner.registry import registry
+
+from conftest import TUNER, run_tuner
+
+STUDY_ARGS = ("optimize", "--plugin", "lenet-digits", "--trials", "6", "--epochs", "3", "--seed", "7",
+              "--pruner", "median", "--pruner-startup", "1", "--pruner-warmup", "0", "--quiet")
+
+
+def load(db: Path, name: str = "lenet-digits") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+
+
+def signature(study: optuna.Study) -> list[tuple]:
+    return [(t.number, t.state.name, t.value, tuple(sorted(t.params.items()))) for t in study.trials]
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory) -> Path:
+    cwd = tmp_path_factory.mktemp("study")
+    proc = run_tuner(*STUDY_ARGS, cwd=cwd, check=True)
+    (cwd / "first-run.txt").write_text(proc.stdout)
+    return cwd
+
+
+def test_study_is_stored_with_per_epoch_values(study_dir):
+    study = load(study_dir / "studies" / "lenet-digits.db")
+    assert len(study.trials) == 6
+    for t in study.trials:
+        history = t.user_attrs["history"]
+        assert [row["epoch"] for row in history] == list(range(1, len(history) + 1))
+        assert {"train_loss", "val_loss", "val_accuracy", "lr"} <= set(history[0])
+        assert t.intermediate_values == {i: row["val_accuracy"] for i, row in enumerate(history)}
+        if t.state.name == "COMPLETE":
+            assert len(history) == 3 and t.value == history[-1]["val_accuracy"]
+
+
+def test_trial_zero_is_the_seed_reference(study_dir):
+    study = load(study_dir / "studies" / "lenet-digits.db")
+    first = study.trials[0]
+    assert first.user_attrs["reference"] is True
+    reference = registry().architecture("lenet").reference
+    assert Hyperparameters.from_dict(first.user_attrs["hparams"]) == reference
+    assert sum(bool(t.user_attrs.get("reference")) for t in study.trials) == 1
+
+
+def test_a_pruner_set_up_to_prune_prunes(study_dir):
+    study = load(study_dir / "studies" / "lenet-digits.db")
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert pruned
+    assert all("below the pruner's bar" in t.user_attrs["prune_reason"] for t in pruned)
+
+
+def test_provenance_is_recorded(study_dir):
+    prov = load(study_dir / "studies" / "lenet-digits.db").user_attrs["provenance"]
+    assert prov["plugin"] == "lenet-digits" and prov["seed"] == 7 and prov["device"] == "cpu"
+    assert prov["architecture"]["distribution"] == "tuner" and prov["tuner_version"]
+    assert "lr" in prov["search_space"] and prov["epochs"] == 3
+
+
+def test_best_json_agrees_with_the_database_and_weights_predict(study_dir):
+    db = study_dir / "studies" / "lenet-digits.db"
+    summary = json.loads(run_tuner("best", str(db), "--json", cwd=study_dir, check=True).stdout)
+    study = load(db)
+    assert summary["study"] == "lenet-digits"
+    assert summary["trial"] == study.best_trial.number
+    assert summary["value"] == study.best_value
+    assert summary["params"] == study.best_trial.user_attrs["hparams"]
+    assert summary["reference_value"] == study.trials[0].value
+    assert 0 < summary["test_accuracy"] <= 1
+    assert study.user_attrs["test_accuracy"][str(summary["trial"])] == summary["test_accuracy"]
+
+    weights = Path(summary["weights"])
+    assert weights == (study_dir / "studies" / "lenet-digits" / f"trial-{summary['trial']}.pt").resolve()
+    state = torch.load(weights, weights_only=True)
+    arch = registry().architecture("lenet")
+    from tuner.contract import ImageShape
+    from tuner.data import load_splits, normalize
+
+    model = arch.build(ImageShape(1, 28, 28, 10), Hyperparameters.from_dict(summary["params"]))
+    model.load_state_dict(state)
+    digits = registry().dataset("digits")
+    splits = load_splits("digits", digits, study_dir)
+    with torch.no_grad():
+        predicted = model.eval()(normalize(splits.test_images, digits)).argmax(1)
+    accuracy = (predicted == splits.test_labels).float().mean().item()
+    assert accuracy == pytest.approx(summary["test_accuracy"], abs=1e-6)
+
+
+def test_end_of_run_summary_compares_best_with_reference(study_dir):
+    text = (study_dir / "first-run.txt").read_text()
+    assert "best vs hand-picked reference" in text
+    assert "validation accuracy" in text and "test accuracy" in text
+    assert "tuner best studies/lenet-digits.db" in text
+    assert "complete" in text and "pruned" in text
+
+
+def test_best_and_trials_print_for_people(study_dir):
+    db = str(study_dir / "studies" / "lenet-digits.db")
+    best = run_tuner("best", db, cwd=study_dir, check=True).stdout
+    assert "Per epoch" in best and "val acc" in best and "reference" in best
+    trials = run_tuner("trials", db, cwd=study_dir, check=True).stdout
+    assert all(f"│ {n} " in trials for n in range(6))
+    pruned = run_tuner("trials", db, "--state", "pruned", "--sort", "value", "--limit", "1",
+                       cwd=study_dir, check=True).stdout
+    rows = [line for line in pruned.splitlines() if line.startswith("│")]
+    assert len(rows) == 1 and "│ pruned" in rows[0] and "below the pruner" in rows[0]
+
+
+def test_rerunning_resumes_instead_of_starting_over(tmp_path):
+    args = ("optimize", "--plugin", "mlp-digits", "--trials", "2", "--epochs", "1", "--quiet")
+    run_tuner(*args, cwd=tmp_path, check=True)
+    second = run_tuner(*args, cwd=tmp_path, check=True)
+    assert "resumed, 2 trials stored" in second.stdout
+    study = load(tmp_path / "studies" / "mlp-digits.db", "mlp-digits")
+    assert len(study.trials) == 4
+    assert [bool(t.user_attrs.get("reference")) for t in study.trials] == [True, False, False, False]
+    # A resumed sampler does not replay the first run's draws.
+    assert study.trials[1].params != study.trials[2].params
+
+
+def test_same_seed_gives_same_params_and_values(study_dir, tmp_path):
+    run_tuner(*STUDY_ARGS, cwd=tmp_path, check=True)
+    first = signature(load(study_dir / "studies" / "lenet-digits.db"))
+    again = signature(load(tmp_path / "studies" / "lenet-digits.db"))
+    assert first == again
+
+
+def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path):
+    proc = run_tuner("optimize", "--plugin", "lenet-digits", "--trials", "3", "--epochs", "2",
+                     "--space", "lr=1e6", "--space", "optimizer=sgd", "--pruner", "none", "--quiet",
+                     cwd=tmp_path, check=True)
+    study = load(tmp_path / "studies" / "lenet-digits.db")
+    assert study.trials[0].state.name == "COMPLETE"  # the reference is not diverging
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert len(failed) == 2
+    assert all("training loss became" in t.user_attrs["fail_reason"] for t in failed)
+    assert "training loss became" in proc.stdout
+
+
+def test_ctrl_c_records_the_trial_as_interrupted_and_the_study_resumes(tmp_path):
+    env_args = ["optimize", "--plugin", "mlp-digits", "--trials", "50", "--epochs", "400", "--quiet"]
+    import os
+
+    env = {**os.environ, "TUNER_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([TUNER, *env_args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "studies" / "mlp-digits.db"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until trial 0 is running and has an epoch stored
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                trials = load(db, "mlp-digits").trials
+            except Exception:
+                continue
+            if trials and trials[-1].user_attrs.get("history"):
+                break
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert "Top" in stdout  # the summary still prints
+    study = load(db, "mlp-digits")
+    last = study.trials[-1]
+    assert last.state.name == "FAIL" and last.user_attrs["fail_reason"] == "interrupted"
+    resumed = run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "1", "--epochs", "400",
+                        "--max-train", "64", cwd=tmp_path)
+    assert resumed.returncode != 0 and "max-train" in resumed.stderr  # a study keeps its settings
+    run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "1", "--epochs", "2", "--quiet",
+              "--study", "other", cwd=tmp_path, check=True)
+    assert len(load(db, "mlp-digits").trials) == len(study.trials)
+
+
+def test_real_mnist_with_a_small_training_cap(mnist_dir, tmp_path):
+    proc = run_tuner("optimize", "--plugin", "mlp-mnist", "--trials", "2", "--epochs", "1",
+                     "--max-train", "2000", "--data-dir", str(mnist_dir), "--quiet", cwd=tmp_path,
+                     check=True)
+    assert "2,000 train / 6,000 validation" in proc.stdout
+    summary = json.loads(run_tuner("best", "studies/mlp-mnist.db", "--json", cwd=tmp_path,
+                                   check=True).stdout)
+    assert summary["value"] > 0.8 and summary["test_accuracy"] > 0.8
+
+
+@pytest.mark.parametrize("sampler", ["random", "cmaes", "qmc"])
+def test_other_samplers_and_pruners_run(sampler, tmp_path):
+    run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "3", "--epochs", "2", "--sampler", sampler,
+              "--pruner", {"random": "hyperband", "cmaes": "sha", "qmc": "none"}[sampler], "--quiet",
+              cwd=tmp_path, check=True)
+    assert len(load(tmp_path / "studies" / "mlp-digits.db", "mlp-digits").trials) == 3
+
+
+def test_storage_url_and_db_path_and_space_file(tmp_path):
+    (tmp_path / "space.toml").write_text('[space]\nlr = {low = 1e-3, high = 1e-2, log = true}\n'
+                                         'batch_size = [64]\noptimizer = "adam"\n')
+    run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "3", "--epochs", "1", "--quiet",
+              "--db", "elsewhere/x.db", "--space", "space.toml", cwd=tmp_path, check=True)
+    study = load(tmp_path / "elsewhere" / "x.db", "mlp-digits")
+    for t in study.trials[1:]:
+        assert 1e-3 <= t.params["lr"] <= 1e-2 and t.params["batch_size"] == 64
+        assert t.user_attrs["hparams"]["optimizer"] == "adam"
+    url = f"sqlite:///{tmp_path / 'url.db'}"
+    run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "1", "--epochs", "1", "--quiet",
+              "--storage", url, "--study", "s1", cwd=tmp_path, check=True)
+    assert json.loads(run_tuner("best", url, "--json", cwd=tmp_path, check=True).stdout)["study"] == "s1"
