@@ -27,9 +27,9 @@ DEFAULT_VAL_FRACTION = 0.1
 def default_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """``--data-dir``, else ``$TUNER_DATA_DIR``, else the per-user cache directory."""
     if explicit:
-        return Path(explicit).expanduser()
+        return Path(explicit).expanduser().absolute()
     if env := os.environ.get("TUNER_DATA_DIR"):
-        return Path(env).expanduser()
+        return Path(env).expanduser().absolute()
     cache_root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache_root) / "tuner" / "data"
 
@@ -86,7 +86,8 @@ def splits_problems(dataset: Dataset, splits: Splits) -> list[str]:
 
 def normalize(images: torch.Tensor, dataset: Dataset) -> torch.Tensor:
     """uint8 0..255 or float 0..1 -> float32 standardised per channel. (N, C, H, W)."""
-    x = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+    # Always a new tensor: the cached splits must never be normalised in place.
+    x = images.float().div_(255) if images.dtype == torch.uint8 else images.to(torch.float32, copy=True)
     mean = torch.tensor(dataset.mean, dtype=torch.float32).view(1, -1, 1, 1)
     std = torch.tensor(dataset.std, dtype=torch.float32).view(1, -1, 1, 1)
     return x.sub_(mean).div_(std)

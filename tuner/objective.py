@@ -21,7 +21,7 @@ from tuner.contract import Architecture, Hyperparameters, Param
 from tuner.data import PreparedData
 from tuner.engine import EpochResult, Trainer
 from tuner.errors import TrialFailed
-from tuner.space import fixed_params_for, hyperparameters, sample
+from tuner.space import fixed_params_for, hyperparameters, sample, sample_reference
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,8 @@ class Objective:
     def hyperparameters_for(self, trial: optuna.Trial) -> tuple[Hyperparameters, bool]:
         reference = self.arch.reference
         if trial.user_attrs.get(REFERENCE_ATTR) and reference is not None:
-            # Ask the sampler only for what was enqueued, so its history holds the reference
-            # where the space can express it; train with the reference itself regardless.
-            sample(trial, self.space, only={n.removesuffix("_is_zero")
-                                            for n in fixed_params_for(reference, self.space)})
+            # Train with the reference itself, whatever the space can express of it.
+            sample_reference(trial, self.space, reference)
             return hyperparameters({}, base=reference), True
         return hyperparameters(sample(trial, self.space)), False
 

@@ -199,6 +199,16 @@ def sample(trial: optuna.Trial, space: Mapping[str, Param], only: set[str] | Non
     return values
 
 
+def applies(name: str, values: Mapping[str, Any]) -> bool:
+    """Whether hyperparameter ``name`` has any effect given the others (``plateau_*`` only with
+    the plateau scheduler, ``step_*`` only with StepLR, ``dropout`` only when set)."""
+    if name.startswith("plateau_"):
+        return values.get("scheduler", "plateau") == "plateau"
+    if name.startswith("step_"):
+        return values.get("scheduler") == "step"
+    return values.get(name) is not None
+
+
 def fixed_params_for(reference: Hyperparameters, space: Mapping[str, Param]) -> dict[str, Any]:
     """Optuna params that make a trial sample exactly ``reference`` where the space allows.
 
@@ -208,7 +218,8 @@ def fixed_params_for(reference: Hyperparameters, space: Mapping[str, Param]) -> 
     values = reference.as_dict()
     params: dict[str, Any] = {}
     for name, param in space.items():
-        if name not in values or isinstance(param, Fixed) or not param.contains(values[name]):
+        if (name not in values or not applies(name, values) or isinstance(param, Fixed)
+                or not param.contains(values[name])):
             continue
         if isinstance(param, FloatRange) and param.or_zero:
             params[f"{name}_is_zero"] = values[name] == 0
@@ -216,6 +227,14 @@ def fixed_params_for(reference: Hyperparameters, space: Mapping[str, Param]) -> 
                 continue
         params[name] = values[name]
     return params
+
+
+def sample_reference(trial: optuna.Trial, space: Mapping[str, Param],
+                     reference: Hyperparameters) -> dict[str, Any]:
+    """For a trial enqueued with :func:`fixed_params_for`: ask only what was enqueued, so the
+    sampler's history holds the reference wherever the space can express it."""
+    enqueued = {name.removesuffix("_is_zero") for name in fixed_params_for(reference, space)}
+    return sample(trial, space, only=enqueued)
 
 
 def hyperparameters(values: Mapping[str, Any], base: Hyperparameters | None = None) -> Hyperparameters:

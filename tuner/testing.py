@@ -28,7 +28,7 @@ from tuner.contract import Architecture, DataRequest, Dataset, Fixed, FloatRange
 from tuner.data import load_splits, normalize, splits_problems
 from tuner.errors import PairRefused
 from tuner.registry import registry
-from tuner.space import build_space
+from tuner.space import applies, build_space
 
 __all__ = [
     "DEFAULT_SHAPES",
@@ -89,7 +89,7 @@ def reference_outside_space(arch: Architecture) -> dict[str, object]:
     space = build_space(arch)
     return {
         name: values[name] for name, param in space.items()
-        if name in values and values[name] is not None and not isinstance(param, Fixed)
+        if name in values and applies(name, values) and not isinstance(param, Fixed)
         and not param.contains(values[name])
     }
 

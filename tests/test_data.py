@@ -1,0 +1,97 @@
+"""Dataset loaders on real files (MNIST) and files in the real format (CIFAR), and the data cache."""
+
+from __future__ import annotations
+
+import hashlib
+import gzip
+from pathlib import Path
+
+import pytest
+import torch
+
+from tuner.contract import DataRequest
+from tuner.data import default_data_dir, load_splits, prepare
+from tuner.errors import DataMissing
+from tuner.registry import registry
+
+from conftest import write_cifar10
+
+
+def test_real_mnist_through_the_real_loader(mnist_dir):
+    mnist = registry().dataset("mnist")
+    splits = mnist.load(DataRequest(mnist_dir, download=False))
+    assert splits.train_images.shape == (60000, 1, 28, 28) and splits.train_images.dtype == torch.uint8
+    assert splits.test_images.shape == (10000, 1, 28, 28)
+    assert torch.bincount(splits.train_labels).tolist()[:2] == [5923, 6742]  # MNIST's known counts
+    sums = (mnist_dir / "MNIST" / "SHA256SUMS.uncompressed").read_text().split()
+    expected = dict(zip(sums[1::2], sums[0::2], strict=True))
+    raw = mnist_dir / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    assert hashlib.sha256(gzip.decompress(raw.read_bytes())).hexdigest() == expected["t10k-labels-idx1-ubyte"]
+    # Normalised with the declared statistics, MNIST is roughly standard.
+    x = splits.train_images[:5000].float() / 255
+    assert abs(x.mean().item() - mnist.mean[0]) < 0.01 and abs(x.std().item() - mnist.std[0]) < 0.01
+
+
+@pytest.mark.parametrize("archive", [False, True])
+def test_cifar10_and_cifar2_from_files_in_the_official_format(tmp_path, archive):
+    write_cifar10(tmp_path, per_batch=20, archive=archive)
+    request = DataRequest(tmp_path, download=False)
+    full = registry().dataset("cifar10").load(request)
+    assert full.train_images.shape == (100, 3, 32, 32) and full.test_images.shape == (20, 3, 32, 32)
+    assert full.train_labels.tolist()[:12] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    two = registry().dataset("cifar2").load(request)
+    assert set(two.train_labels.tolist()) == {0, 1}
+    assert len(two.train_labels) == 20  # 2 of every 10 images: airplanes and birds
+    # airplane images keep label 0, birds (CIFAR label 2) become 1, pixels unchanged
+    assert torch.equal(two.train_images[1], full.train_images[2]) and two.train_labels[1] == 1
+
+
+def test_a_damaged_cifar_archive_is_reported(tmp_path):
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"not a tarball")
+    with pytest.raises(DataMissing, match="not a readable CIFAR-10 archive"):
+        registry().dataset("cifar10").load(DataRequest(tmp_path, download=False))
+
+
+def test_digits_are_embedded_and_framed_like_mnist():
+    digits = registry().dataset("digits")
+    splits = digits.load(DataRequest(Path("/nonexistent"), download=False))
+    assert splits.train_images.shape[1:] == (1, 28, 28)
+    assert len(splits.train_labels) + len(splits.test_labels) == 1797
+    assert splits.train_images[:, :, :4].abs().max() == 0  # a 4-pixel empty border, as MNIST
+
+
+def test_data_dir_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv("TUNER_DATA_DIR", str(tmp_path / "env"))
+    assert default_data_dir("cli") == Path("cli").absolute()
+    assert default_data_dir(None) == tmp_path / "env"
+    monkeypatch.delenv("TUNER_DATA_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert default_data_dir(None) == tmp_path / "cache" / "tuner" / "data"
+
+
+def test_validation_is_carved_from_train_seeded_and_disjoint(tmp_path):
+    digits = registry().dataset("digits")
+    lenet = registry().architecture("lenet")
+    splits = load_splits("digits", digits, tmp_path)
+    a = prepare(splits, digits, lenet, device=torch.device("cpu"), split_seed=3)
+    b = prepare(splits, digits, lenet, device=torch.device("cpu"), split_seed=3)
+    c = prepare(splits, digits, lenet, device=torch.device("cpu"), split_seed=4)
+    n = len(splits.train_labels)
+    assert len(a.val_y) == round(n * 0.1) and len(a.train_y) + len(a.val_y) == n
+    assert torch.equal(a.val_x, b.val_x) and not torch.equal(a.val_x, c.val_x)
+    assert len(a.test_y) == len(splits.test_labels)  # the test split is kept whole and apart
+    capped = prepare(splits, digits, lenet, device=torch.device("cpu"), max_train=100)
+    assert len(capped.train_y) == 100 and len(capped.val_y) == len(a.val_y)
+
+
+def test_data_is_loaded_once_per_process(tmp_path, monkeypatch):
+    digits = registry().dataset("digits")
+    calls = []
+    original = digits.load
+    from tuner import data as data_module
+
+    monkeypatch.setattr(data_module, "_SPLITS_CACHE", {})
+    wrapped = type(digits)(**{**digits.__dict__, "load": lambda r: calls.append(1) or original(r)})
+    load_splits("digits", wrapped, tmp_path)
+    load_splits("digits", wrapped, tmp_path)
+    assert calls == [1]

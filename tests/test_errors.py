@@ -1,0 +1,157 @@
+"""Bad input: one `error:` line, a non-zero exit, no traceback, and nothing stored changed."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import one_error_line, run_tuner
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory) -> Path:
+    """A small real study database to be left untouched by every failing command."""
+    cwd = tmp_path_factory.mktemp("stored")
+    run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "2", "--epochs", "1", "--quiet",
+              cwd=cwd, check=True)
+    return cwd / "studies" / "mlp-digits.db"
+
+
+@pytest.fixture
+def db(stored, tmp_path) -> Path:
+    copy = tmp_path / "studies" / "mlp-digits.db"
+    copy.parent.mkdir()
+    shutil.copy(stored, copy)
+    return copy
+
+
+def test_missing_file(tmp_path):
+    for command in ("best", "trials"):
+        line = one_error_line(run_tuner(command, "nope.db", cwd=tmp_path))
+        assert "nope.db does not exist" in line
+    assert not (tmp_path / "nope.db").exists()  # not created as a side effect
+
+
+def test_a_file_that_is_not_a_database(tmp_path):
+    (tmp_path / "notes.db").write_text("hello\n")
+    line = one_error_line(run_tuner("best", "notes.db", cwd=tmp_path))
+    assert "not a SQLite database" in line
+    assert (tmp_path / "notes.db").read_text() == "hello\n"
+    line = one_error_line(run_tuner("optimize", "--plugin", "mlp-digits", "--db", "notes.db", cwd=tmp_path))
+    assert "not a SQLite database" in line and (tmp_path / "notes.db").read_text() == "hello\n"
+
+
+def test_a_sqlite_file_that_holds_no_study(tmp_path):
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "other.db")
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    before = digest(tmp_path / "other.db")
+    assert "holds no tuner study" in one_error_line(run_tuner("trials", "other.db", cwd=tmp_path))
+    line = one_error_line(run_tuner("optimize", "--plugin", "mlp-digits", "--db", "other.db", cwd=tmp_path))
+    assert "holds no tuner study" in line
+    assert digest(tmp_path / "other.db") == before
+
+
+def test_a_corrupt_database(db):
+    data = bytearray(db.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # wreck the schema page, keep the header
+    db.write_bytes(bytes(data))
+    before = digest(db)
+    line = one_error_line(run_tuner("best", str(db), cwd=db.parent))
+    assert "corrupt" in line or "not a" in line
+    one_error_line(run_tuner("optimize", "--plugin", "mlp-digits", "--db", str(db), cwd=db.parent))
+    assert digest(db) == before
+
+
+def test_an_empty_study(tmp_path):
+    optuna.create_study(study_name="empty", storage=f"sqlite:///{tmp_path / 'e.db'}")
+    assert "no completed trial" in one_error_line(run_tuner("best", "e.db", cwd=tmp_path))
+
+
+def test_unknown_study_name_and_several_studies(db):
+    before = digest(db)
+    line = one_error_line(run_tuner("best", str(db), "--study", "nope", cwd=db.parent))
+    assert "no study 'nope'" in line and "mlp-digits" in line
+    optuna.create_study(study_name="second", storage=f"sqlite:///{db}")
+    line = one_error_line(run_tuner("best", str(db), cwd=db.parent))
+    assert "holds 2 studies (mlp-digits, second)" in line and "--study" in line
+    assert run_tuner("best", str(db), "--study", "mlp-digits", cwd=db.parent).returncode == 0
+    assert before != digest(db)  # (the second study was added by this test, not by tuner)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("--trials", "0"), "--trials must be at least 1"),
+    (("--trials", "-3"), "--trials must be at least 1"),
+    (("--epochs", "0"), "--epochs must be at least 1"),
+    (("--space", "lr=-1:1"), "lr"),
+    (("--space", "lr=0.1:0.001"), "low 0.1 is above high 0.001"),
+    (("--space", "lr=0:1:log"), "log range needs low > 0"),
+    (("--space", "batch_size=0,64"), "batch_size: must be > 0"),
+    (("--space", "dropout=0.3"), "no dropout"),
+    (("--space", "learning_rate=0.1"), "unknown hyperparameter 'learning_rate'"),
+    (("--space", "lr"), "expected NAME=LOW:HIGH"),
+    (("--space", "missing.toml"), "does not exist"),
+    (("--device", "tpu"), "--device 'tpu'"),
+    (("--plugin", "lenet-nonesuch"), "unknown dataset 'nonesuch'"),
+    (("--db", "x.db", "--storage", "sqlite:///y.db"), "not both"),
+    (("--epochs", "5"), "this study was run with epochs=1"),
+])
+def test_impossible_values_leave_the_database_alone(args, expected, db):
+    before = digest(db)
+    line = one_error_line(run_tuner("optimize", "--plugin", "mlp-digits", "--db", str(db), *args,
+                                    cwd=db.parent))
+    assert expected in line
+    assert digest(db) == before
+
+
+def test_a_study_of_another_plugin_is_not_mixed_in(db):
+    before = digest(db)
+    line = one_error_line(run_tuner("optimize", "--plugin", "lenet-digits", "--db", str(db),
+                                    "--study", "mlp-digits", cwd=db.parent))
+    assert "tunes mlp-digits, not lenet-digits" in line
+    assert digest(db) == before
+
+
+def test_missing_data_offline_names_the_path_and_the_fix(tmp_path):
+    line = one_error_line(run_tuner("optimize", "--plugin", "lenet-mnist", "--data-dir", "empty",
+                                    cwd=tmp_path))
+    assert str(tmp_path / "empty" / "MNIST" / "raw") in line and "digits" in line
+    assert not (tmp_path / "studies").exists()  # no database was created for a study that cannot run
+    line = one_error_line(run_tuner("optimize", "--plugin", "net-cifar2", cwd=tmp_path))
+    assert "CIFAR-10 files missing" in line and "cifar-10-python.tar.gz" in line
+
+
+def test_unknown_plugin_refused_pair_and_unknown_option(tmp_path, demo_plugins):
+    from conftest import pythonpath
+
+    assert "did you mean 'lenet'" in one_error_line(
+        run_tuner("optimize", "--plugin", "lenett-digits", cwd=tmp_path))
+    assert "cannot take digits8" in one_error_line(
+        run_tuner("optimize", "--plugin", "lenet-digits8", cwd=tmp_path, env=pythonpath(demo_plugins)))
+    assert "No such option" in one_error_line(run_tuner("optimize", "--bogus", cwd=tmp_path))
+    assert "not <architecture>-<dataset>" in one_error_line(
+        run_tuner("optimize", "--plugin", "lenet", cwd=tmp_path))
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = run_tuner("--debug", "best", "nope.db", cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_version_and_help_on_every_command(tmp_path):
+    assert run_tuner("--version", cwd=tmp_path, check=True).stdout.startswith("tuner ")
+    for command in ("plugins", "optimize", "best", "trials"):
+        text = run_tuner(command, "--help", cwd=tmp_path, check=True).stdout
+        assert "Usage: tuner " + command in text
+    assert "New trials to run now" in run_tuner("optimize", "--help", cwd=tmp_path).stdout
