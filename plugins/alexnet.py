@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._shapes import dropout_of, flat_features
 from tuner.contract import Architecture, Choice, FloatRange, Hyperparameters, ImageShape
+
+from ._shapes import dropout_of, flat_features
 
 log = logging.getLogger(__name__)
 

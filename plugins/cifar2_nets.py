@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._shapes import dropout_of, flat_features
 from tuner.contract import Architecture, Hyperparameters, ImageShape, IntRange
+
+from ._shapes import dropout_of, flat_features
 
 
 class TanhConvNet(nn.Module):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tuner.contract import Architecture, Hyperparameters, ImageShape
+
 from ._shapes import flat_features
 from .mlp import SEED_002_REFERENCE, SEED_002_SOURCE
-from tuner.contract import Architecture, Hyperparameters, ImageShape
 
 
 class CNNNet(nn.Module):

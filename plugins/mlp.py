@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from torch import nn
 
 from tuner.contract import Architecture, Hyperparameters, ImageShape
@@ -32,7 +34,7 @@ def _build_sigmoid_mlp(shape: ImageShape, hp: Hyperparameters) -> nn.Module:
     """784-128-256-128-64-10 with sigmoid activations (seed 003)."""
     widths = [shape.channels * shape.height * shape.width, 128, 256, 128, 64]
     layers: list[nn.Module] = [nn.Flatten()]
-    for n_in, n_out in zip(widths, widths[1:], strict=False):
+    for n_in, n_out in itertools.pairwise(widths):
         layers += [nn.Linear(n_in, n_out), nn.Sigmoid()]
     layers.append(nn.Linear(widths[-1], shape.num_classes))
     return nn.Sequential(*layers)

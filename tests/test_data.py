@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import gzip
+import hashlib
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_cifar10
 
 from tuner.contract import DataRequest
 from tuner.data import default_data_dir, load_splits, prepare
 from tuner.errors import DataMissing
 from tuner.registry import registry
-
-from conftest import write_cifar10
 
 
 def test_real_mnist_through_the_real_loader(mnist_dir):

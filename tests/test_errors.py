@@ -8,7 +8,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from conftest import one_error_line, run_tuner
 
 

@@ -11,11 +11,10 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from conftest import TUNER, run_tuner
 
 from tuner.contract import Hyperparameters
 from tuner.registry import registry
-
-from conftest import TUNER, run_tuner
 
 STUDY_ARGS = ("optimize", "--plugin", "lenet-digits", "--trials", "6", "--epochs", "3", "--seed", "7",
               "--pruner", "median", "--pruner-startup", "1", "--pruner-warmup", "0", "--quiet")

@@ -8,7 +8,15 @@ import pytest
 from tuner.contract import Choice, Fixed, FloatRange, IntRange
 from tuner.errors import UsageError
 from tuner.registry import registry
-from tuner.space import build_space, fixed_params_for, hyperparameters, parse_entry, parse_toml, sample, sample_reference
+from tuner.space import (
+    build_space,
+    fixed_params_for,
+    hyperparameters,
+    parse_entry,
+    parse_toml,
+    sample,
+    sample_reference,
+)
 from tuner.testing import reference_outside_space
 
 

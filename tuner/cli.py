@@ -159,10 +159,7 @@ def _print_summary(study, db_shown: str, top: int = 10) -> None:
 def _open(db: str, study: str | None):
     from tuner.study import load_existing, locate
 
-    if "://" in db:
-        location = locate(study or "", storage=db)
-    else:
-        location = locate(study or "", db=db)
+    location = locate(study or "", storage=db) if "://" in db else locate(study or "", db=db)
     return load_existing(location, study), location
 
 
@@ -173,6 +170,7 @@ def _open(db: str, study: str | None):
 def best(db: str, study: str | None, as_json: bool) -> None:
     """What won: value, hyperparameters, per-epoch curve, test accuracy, weights, reference."""
     from tuner.console import comparison_panel, counts_line, fmt, pct, sparkline
+    from tuner.space import applies
     from tuner.study import best_summary
 
     opened, location = _open(db, study)
@@ -185,7 +183,7 @@ def best(db: str, study: str | None, as_json: bool) -> None:
     params.add_column()
     params.add_column()
     for key, value in summary["params"].items():
-        if value is not None:
+        if applies(key, summary["params"]):  # no StepLR settings under ReduceLROnPlateau, say
             params.add_row(key, fmt(value))
     out.print(params)
     curve = Table(title="Per epoch", title_justify="left")

@@ -158,7 +158,7 @@ def comparison_panel(summary: dict[str, Any], db_shown: str) -> Panel:
              f"weights: {summary['weights'] or '— (not kept)'}",
              f"see it again: tuner best {db_shown} --study {summary['study']}"]
     return Panel(Group(*lines), title=f"{summary['study']}: best vs hand-picked reference",
-                 title_align="left")
+                 title_align="left", expand=False)
 
 
 def change(new: float | None, old: float | None) -> str:

@@ -132,7 +132,8 @@ class Objective:
             trial.set_user_attr("history", history)
             trial.report(result.val_accuracy, epoch)
             self.listener.epoch_done(trial.number, epoch + 1, self.epochs, result)
-            if trial.should_prune():
+            # After the last epoch the work is done: completing costs nothing and tells more.
+            if epoch + 1 < self.epochs and trial.should_prune():
                 trial.set_user_attr(
                     "prune_reason",
                     f"val {100 * result.val_accuracy:.2f}% at epoch {epoch + 1} below the pruner's bar",

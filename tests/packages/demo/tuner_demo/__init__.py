@@ -3,8 +3,16 @@
 import torch
 from torch import nn
 
-from tuner.contract import (Architecture, DataRequest, Dataset, Hyperparameters, ImageShape, IntRange,
-                            PairRefused, Splits)
+from tuner.contract import (
+    Architecture,
+    DataRequest,
+    Dataset,
+    Hyperparameters,
+    ImageShape,
+    IntRange,
+    PairRefused,
+    Splits,
+)
 
 
 def build_tinynet(shape: ImageShape, hp: Hyperparameters) -> nn.Module:
