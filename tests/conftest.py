@@ -50,7 +50,7 @@ def pip_install_target(package: Path, target: Path) -> Path:
         check=True, capture_output=True, text=True,
     )
     shutil.rmtree(package / "build", ignore_errors=True)
-    for egg in package.glob("*.egg-info"):
+    for egg in package.glob("**/*.egg-info"):
         shutil.rmtree(egg, ignore_errors=True)
     return target
 

@@ -31,7 +31,7 @@ DEFAULT_SPACE: dict[str, Param] = {
     "plateau_patience": IntRange(0, 3),
     "plateau_threshold": FloatRange(1e-4, 1e-2, log=True),
     "plateau_cooldown": IntRange(0, 2),
-    "plateau_min_lr": FloatRange(1e-7, 1e-4, log=True),
+    "plateau_min_lr": FloatRange(1e-7, 1e-4, log=True, or_zero=True),
 }
 
 #: Fields of :class:`Hyperparameters` that are not searched unless the user asks.
@@ -239,7 +239,7 @@ def sample_reference(trial: optuna.Trial, space: Mapping[str, Param],
 
 def hyperparameters(values: Mapping[str, Any], base: Hyperparameters | None = None) -> Hyperparameters:
     """Complete ``values`` into :class:`Hyperparameters` (defaults from ``base`` or the core)."""
-    merged: dict[str, Any] = {**_NOT_SEARCHED, "plateau_min_lr": 0.0}
+    merged: dict[str, Any] = dict(_NOT_SEARCHED)
     if base is not None:
         merged.update(base.as_dict())
     merged.update(values)
