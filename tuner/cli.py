@@ -90,7 +90,7 @@ def plugins(check: str | None, data_dir: str | None) -> None:
               show_default=True)
 @click.option("--pruner-startup", type=int, default=3, show_default=True,
               help="median: trials that complete before any is pruned.")
-@click.option("--pruner-warmup", type=int, default=1, show_default=True,
+@click.option("--pruner-warmup", type=int, default=0, show_default=True,
               help="median: epochs a trial trains before it can be pruned.")
 @click.option("--space", "space", multiple=True, metavar="NAME=SPEC|FILE.toml",
               help="Override the search space: lr=1e-5:1e-1:log, batch_size=32,64, dropout=0.3, or a "

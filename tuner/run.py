@@ -157,7 +157,7 @@ class OptimizeOptions:
     sampler: str = "tpe"
     pruner: str = "median"
     pruner_startup: int = 3
-    pruner_warmup: int = 1
+    pruner_warmup: int = 0
     space: Sequence[str] = ()
     val_fraction: float = DEFAULT_VAL_FRACTION
 

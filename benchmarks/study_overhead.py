@@ -1,0 +1,122 @@
+"""Benchmark 2: what a trial costs outside training, with 10, 100 and 1,000 trials already stored.
+
+For each size, a fresh SQLite study is filled with that many finished trials (realistic rows:
+parameters, per-epoch history, intermediate values), then `tuner` runs --trials more of
+--plugin through the real objective. Time inside Trainer.epoch (train + validate) is training;
+everything else in the trial (sampling, storage, model build, pruning, bookkeeping) is overhead.
+Also counts the SQL writes each trial makes, per epoch.
+
+    python benchmarks/study_overhead.py                      # mlp-mnist, 3 epochs, 3 trials per size
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from sqlalchemy import event
+
+from tuner import engine
+from tuner.contract import Choice, FloatRange, IntRange
+from tuner.run import OptimizeOptions, prepare_study, run_study
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def fake_trials(space, n: int, epochs: int) -> list[optuna.trial.FrozenTrial]:
+    rng = random.Random(0)
+    out = []
+    for _ in range(n):
+        params, dists = {}, {}
+        for name, p in space.items():
+            if isinstance(p, Choice):
+                dists[name] = CategoricalDistribution(list(p.options))
+                params[name] = rng.choice(p.options)
+            elif isinstance(p, IntRange):
+                dists[name] = IntDistribution(p.low, p.high)
+                params[name] = rng.randint(p.low, p.high)
+            elif isinstance(p, FloatRange):
+                dists[name] = FloatDistribution(p.low, p.high, log=p.log)
+                params[name] = p.low * (p.high / p.low) ** rng.random() if p.log else rng.uniform(p.low, p.high)
+        accs = sorted(rng.uniform(0.1, 0.99) for _ in range(epochs))
+        history = [{"epoch": e + 1, "train_loss": 1.0 / (e + 1), "val_loss": 1.0 / (e + 1), "val_accuracy": a,
+                    "lr": params.get("lr", 1e-3), "seconds": 1.0} for e, a in enumerate(accs)]
+        out.append(optuna.trial.create_trial(
+            params=params, distributions=dists, value=accs[-1],
+            intermediate_values=dict(enumerate(accs)),
+            user_attrs={"hparams": params, "history": history},
+        ))
+    return out
+
+
+def measure(n_stored: int, args) -> dict[str, float]:
+    folder = Path(tempfile.mkdtemp())
+    options = OptimizeOptions(plugin=args.plugin, db=str(folder / "s.db"), epochs=args.epochs,
+                              max_train=args.max_train, device="cpu", data_dir=str(args.data_dir), seed=0)
+    prepared = prepare_study(options)
+    prepared.study.add_trials(fake_trials(prepared.objective.space, n_stored, args.epochs))
+    # Replace the enqueued reference (trial 0) by a sampled trial: measure the steady state.
+    prepared.study.tell(prepared.study.ask(), state=optuna.trial.TrialState.FAIL)
+
+    training = 0.0
+    original = engine.Trainer.epoch
+
+    def timed_epoch(self):
+        nonlocal training
+        t = time.perf_counter()
+        try:
+            return original(self)
+        finally:
+            training += time.perf_counter() - t
+
+    writes = 0
+
+    def count(conn, cursor, statement, *a):
+        nonlocal writes
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            writes += 1
+
+    engine_ = prepared.study._storage._backend.engine
+    event.listen(engine_, "before_cursor_execute", count)
+    engine.Trainer.epoch = timed_epoch
+    try:
+        started = time.perf_counter()
+        run_study(prepared, args.trials, None)
+        total = time.perf_counter() - started
+    finally:
+        engine.Trainer.epoch = original
+        event.remove(engine_, "before_cursor_execute", count)
+    epochs_run = sum(len(t.user_attrs.get("history", [])) for t in prepared.study.trials[-args.trials:])
+    return {"trial_s": total / args.trials, "overhead_s": (total - training) / args.trials,
+            "share": (total - training) / total, "writes_per_epoch": writes / max(epochs_run, 1),
+            "epochs": epochs_run / args.trials}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plugin", default="mlp-mnist")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--max-train", type=int, default=None)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    print(f"{args.plugin}, {args.epochs} epochs per trial, {args.trials} trials measured per size, CPU")
+    print(f"{'stored':>8}{'trial s':>10}{'overhead s':>12}{'overhead %':>12}{'epochs':>8}{'writes/epoch':>14}")
+    measure(args.sizes[0], args)  # warm-up: first-call costs of torch and SQLAlchemy stay out
+    for n in args.sizes:
+        r = measure(n, args)
+        print(f"{n:>8}{r['trial_s']:>10.2f}{r['overhead_s']:>12.3f}{100 * r['share']:>11.2f}%"
+              f"{r['epochs']:>8.1f}{r['writes_per_epoch']:>14.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Benchmark 4: wall time until a study first reaches a validation accuracy target.
+
+`tuner` (its engine, the median pruner, the reference trial first) against a plain Optuna
+script written the way Optuna's own PyTorch example is: a torchvision-style dataset with
+per-sample ToTensor/Normalize through a DataLoader, TPE, no pruning, no reference trial.
+Same model, same validation split, same trial budget, same epochs per trial, same sampler
+seed; run one after the other in one process.
+
+    python benchmarks/time_to_target.py                                  # lenet-digits, 98%
+    python benchmarks/time_to_target.py --plugin mlp-mnist --target 0.975 --trials 20 --epochs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision import transforms
+
+from tuner.contract import Hyperparameters
+from tuner.data import load_splits, model_shape
+from tuner.registry import registry
+from tuner.run import OptimizeOptions, prepare_study, run_study
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+class ImageList(torch.utils.data.Dataset):
+    """What torchvision's MNIST does per sample: a PIL image through the transform."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform) -> None:
+        self.images = images[:, 0].numpy() if images.dtype == torch.uint8 else (images[:, 0] * 255).byte().numpy()
+        self.labels = labels.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.transform(Image.fromarray(self.images[i], mode="L")), self.labels[i]
+
+
+class Clock:
+    """Records when the target is first reached (an Optuna callback)."""
+
+    def __init__(self, target: float) -> None:
+        self.target, self.start, self.reached = target, time.perf_counter(), None
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self.reached is None and trial.value is not None and trial.value >= self.target:
+            self.reached = time.perf_counter() - self.start
+
+
+def plain_optuna(args, clock: Clock) -> optuna.Study:
+    arch_name, dataset_name = registry().split_pair(args.plugin)
+    arch, dataset = registry().architecture(arch_name), registry().dataset(dataset_name)
+    splits = load_splits(dataset_name, dataset, args.data_dir)
+    # The same validation split as tuner's (seeded permutation, 10%).
+    n = len(splits.train_labels)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed))
+    val_idx, train_idx = order[: round(n * 0.1)], order[round(n * 0.1):]
+    if args.max_train:
+        train_idx = train_idx[: args.max_train]
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(dataset.mean, dataset.std)])
+    train_set = ImageList(splits.train_images[train_idx], splits.train_labels[train_idx], transform)
+    val_set = ImageList(splits.train_images[val_idx], splits.train_labels[val_idx], transform)
+    shape = model_shape(arch, dataset)
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+        optimizer_name = trial.suggest_categorical("optimizer", ["SGD", "Adam", "AdamW"])
+        batch_size = trial.suggest_categorical("batch_size", [32, 64, 128, 256, 512])
+        model = arch.build(shape, Hyperparameters(lr=lr, batch_size=batch_size))
+        kwargs = {"momentum": 0.9} if optimizer_name == "SGD" else {}
+        optimizer = getattr(torch.optim, optimizer_name)(model.parameters(), lr=lr, **kwargs)
+        train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True)
+        val_loader = DataLoader(val_set, batch_size=batch_size)
+        for epoch in range(args.epochs):
+            model.train()
+            for x, y in train_loader:
+                optimizer.zero_grad()
+                F.cross_entropy(model(x), y).backward()
+                optimizer.step()
+            model.eval()
+            correct = 0
+            with torch.no_grad():
+                for x, y in val_loader:
+                    correct += (model(x).argmax(1) == y).sum().item()
+            accuracy = correct / len(val_set)
+            trial.report(accuracy, epoch)
+        return accuracy
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed))
+    study.optimize(objective, n_trials=args.trials, callbacks=[clock])
+    return study
+
+
+def tuner_study(args, clock: Clock) -> optuna.Study:
+    options = OptimizeOptions(plugin=args.plugin, db=str(Path(tempfile.mkdtemp()) / "s.db"), trials=args.trials,
+                              epochs=args.epochs, seed=args.seed, device="cpu", max_train=args.max_train,
+                              data_dir=str(args.data_dir))
+    prepared = prepare_study(options)
+    run_study(prepared, args.trials, None, callbacks=[clock])
+    return prepared.study
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plugin", default="lenet-digits")
+    parser.add_argument("--target", type=float, default=0.98)
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-train", type=int, default=None)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    print(f"{args.plugin}: target {args.target:.1%} validation accuracy, {args.trials} trials × "
+          f"{args.epochs} epochs, seed {args.seed}, CPU ({torch.get_num_threads()} threads)")
+    rows = {}
+    for name, fn in (("tuner", tuner_study), ("plain optuna", plain_optuna)):
+        clock = Clock(args.target)
+        study = fn(args, clock)
+        rows[name] = (clock.reached, time.perf_counter() - clock.start, study.best_value)
+    print(f"{'':<14}{'to target s':>12}{'total s':>10}{'best val':>10}")
+    for name, (reached, total, best) in rows.items():
+        shown = f"{reached:.1f}" if reached is not None else "never"
+        print(f"{name:<14}{shown:>12}{total:>10.1f}{100 * best:>9.2f}%")
+    t, p = rows["tuner"][0], rows["plain optuna"][0]
+    if t is not None and p is not None:
+        print(f"time to target: tuner is {p / t:.1f}× faster")
+    elif t is not None:
+        print(f"time to target: only tuner reached it (plain script's whole run: {rows['plain optuna'][1]:.1f} s, "
+              f"at least {rows['plain optuna'][1] / t:.1f}× tuner's time to target)")
+    else:
+        print("time to target: tuner did not reach the target in this budget")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
