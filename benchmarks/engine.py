@@ -27,13 +27,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _common import DEFAULT_DATA
 
 from tuner.contract import Hyperparameters
 from tuner.data import load_splits, model_shape, prepare
 from tuner.engine import Trainer
 from tuner.registry import registry
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def sync(device: torch.device) -> None:

@@ -10,17 +10,15 @@ seed); pruning changes only how long each trial trains, and what TPE learns from
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import optuna
+from _common import study_parser
 
 from tuner.run import OptimizeOptions, prepare_study, run_study
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def run(pruner: str, args) -> dict[str, float]:
@@ -42,13 +40,7 @@ def run(pruner: str, args) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--plugin", default="lenet-digits")
-    parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-train", type=int, default=None)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser = study_parser(__doc__, plugin="lenet-digits", trials=30, epochs=10)
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     print(f"{args.plugin}: {args.trials} trials × {args.epochs} epochs, seed {args.seed}, CPU")

@@ -11,7 +11,6 @@ Also counts the SQL writes each trial makes, per epoch.
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 import tempfile
@@ -19,14 +18,14 @@ import time
 from pathlib import Path
 
 import optuna
+from _common import study_parser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from sqlalchemy import event
 
 from tuner import engine
+from tuner import objective as objective_module
 from tuner.contract import Choice, FloatRange, IntRange
 from tuner.run import OptimizeOptions, prepare_study, run_study
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def fake_trials(space, n: int, epochs: int) -> list[optuna.trial.FrozenTrial]:
@@ -58,7 +57,8 @@ def fake_trials(space, n: int, epochs: int) -> list[optuna.trial.FrozenTrial]:
 def measure(n_stored: int, args) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp())
     options = OptimizeOptions(plugin=args.plugin, db=str(folder / "s.db"), epochs=args.epochs,
-                              max_train=args.max_train, device="cpu", data_dir=str(args.data_dir), seed=0)
+                              max_train=args.max_train, device="cpu", data_dir=str(args.data_dir), seed=0,
+                              pruner=args.pruner)
     prepared = prepare_study(options)
     prepared.study.add_trials(fake_trials(prepared.objective.space, n_stored, args.epochs))
     # Replace the enqueued reference (trial 0) by a sampled trial: measure the steady state.
@@ -75,46 +75,56 @@ def measure(n_stored: int, args) -> dict[str, float]:
         finally:
             training += time.perf_counter() - t
 
-    writes = 0
+    writes = {"trial": 0, "epoch": 0}
+    in_epochs = False
+    original_train = objective_module.Objective._train
+
+    def train_and_flag(self, trial, trainer):
+        nonlocal in_epochs
+        in_epochs = True
+        try:
+            return original_train(self, trial, trainer)
+        finally:
+            in_epochs = False
 
     def count(conn, cursor, statement, *a):
-        nonlocal writes
         if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
-            writes += 1
+            writes["epoch" if in_epochs else "trial"] += 1
 
     engine_ = prepared.study._storage._backend.engine
     event.listen(engine_, "before_cursor_execute", count)
     engine.Trainer.epoch = timed_epoch
+    objective_module.Objective._train = train_and_flag
     try:
         started = time.perf_counter()
         run_study(prepared, args.trials, None)
         total = time.perf_counter() - started
     finally:
         engine.Trainer.epoch = original
+        objective_module.Objective._train = original_train
         event.remove(engine_, "before_cursor_execute", count)
     epochs_run = sum(len(t.user_attrs.get("history", [])) for t in prepared.study.trials[-args.trials:])
     return {"trial_s": total / args.trials, "overhead_s": (total - training) / args.trials,
-            "share": (total - training) / total, "writes_per_epoch": writes / max(epochs_run, 1),
+            "share": (total - training) / total, "writes_per_epoch": writes["epoch"] / max(epochs_run, 1),
+            "writes_per_trial": writes["trial"] / args.trials,
             "epochs": epochs_run / args.trials}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--plugin", default="mlp-mnist")
+    parser = study_parser(__doc__, plugin="mlp-mnist", trials=3, epochs=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
-    parser.add_argument("--trials", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--max-train", type=int, default=None)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--pruner", default="median", help="none: every trial trains all its epochs")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    print(f"{args.plugin}, {args.epochs} epochs per trial, {args.trials} trials measured per size, CPU")
-    print(f"{'stored':>8}{'trial s':>10}{'overhead s':>12}{'overhead %':>12}{'epochs':>8}{'writes/epoch':>14}")
+    print(f"{args.plugin}, {args.epochs} epochs per trial, pruner {args.pruner}, {args.trials} trials measured "
+          "per size, CPU")
+    print(f"{'stored':>8}{'trial s':>10}{'overhead s':>12}{'overhead %':>12}{'epochs':>8}"
+          f"{'writes/epoch':>14}{'other writes/trial':>20}")
     measure(args.sizes[0], args)  # warm-up: first-call costs of torch and SQLAlchemy stay out
     for n in args.sizes:
         r = measure(n, args)
         print(f"{n:>8}{r['trial_s']:>10.2f}{r['overhead_s']:>12.3f}{100 * r['share']:>11.2f}%"
-              f"{r['epochs']:>8.1f}{r['writes_per_epoch']:>14.1f}")
+              f"{r['epochs']:>8.1f}{r['writes_per_epoch']:>14.1f}{r['writes_per_trial']:>20.1f}")
     return 0
 
 

@@ -12,7 +12,6 @@ seed; run one after the other in one process.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import optuna
 import torch
 import torch.nn.functional as F
+from _common import study_parser
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import transforms
@@ -29,8 +29,6 @@ from tuner.contract import Hyperparameters
 from tuner.data import load_splits, model_shape
 from tuner.registry import registry
 from tuner.run import OptimizeOptions, prepare_study, run_study
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 class ImageList(torch.utils.data.Dataset):
@@ -113,14 +111,8 @@ def tuner_study(args, clock: Clock) -> optuna.Study:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--plugin", default="lenet-digits")
+    parser = study_parser(__doc__, plugin="lenet-digits", trials=30, epochs=10)
     parser.add_argument("--target", type=float, default=0.98)
-    parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-train", type=int, default=None)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     print(f"{args.plugin}: target {args.target:.1%} validation accuracy, {args.trials} trials × "

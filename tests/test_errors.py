@@ -12,7 +12,9 @@ from conftest import one_error_line, run_tuner
 
 
 def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The database's content, its write-ahead log included (studies use WAL mode)."""
+    parts = [p.read_bytes() for p in (path, path.with_name(path.name + "-wal")) if p.exists()]
+    return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +81,12 @@ def test_an_empty_study(tmp_path):
 
 
 def test_unknown_study_name_and_several_studies(db):
-    before = digest(db)
     line = one_error_line(run_tuner("best", str(db), "--study", "nope", cwd=db.parent))
     assert "no study 'nope'" in line and "mlp-digits" in line
     optuna.create_study(study_name="second", storage=f"sqlite:///{db}")
     line = one_error_line(run_tuner("best", str(db), cwd=db.parent))
     assert "holds 2 studies (mlp-digits, second)" in line and "--study" in line
     assert run_tuner("best", str(db), "--study", "mlp-digits", cwd=db.parent).returncode == 0
-    assert before != digest(db)  # (the second study was added by this test, not by tuner)
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -216,3 +216,18 @@ def test_storage_url_and_db_path_and_space_file(tmp_path):
     run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "1", "--epochs", "1", "--quiet",
               "--storage", url, "--study", "s1", cwd=tmp_path, check=True)
     assert json.loads(run_tuner("best", url, "--json", cwd=tmp_path, check=True).stdout)["study"] == "s1"
+
+
+def test_out_of_memory_fails_the_trial_with_its_reason_and_the_study_goes_on(broken_plugins, tmp_path):
+    from conftest import pythonpath
+
+    run_tuner("optimize", "--plugin", "oomnet-digits", "--trials", "6", "--epochs", "1", "--pruner", "none",
+              "--space", "batch_size=32,512", "--quiet", cwd=tmp_path, env=pythonpath(broken_plugins), check=True)
+    study = load(tmp_path / "studies" / "oomnet-digits.db", "oomnet-digits")
+    states = {t.number: (t.state.name, t.user_attrs["hparams"]["batch_size"]) for t in study.trials}
+    assert {s for s, _ in states.values()} == {"COMPLETE", "FAIL"}
+    for t in study.trials:
+        if t.state.name == "FAIL":
+            assert t.user_attrs["fail_reason"] == "CUDA out of memory (batch_size=512)"
+        else:
+            assert t.user_attrs["hparams"]["batch_size"] == 32

@@ -85,7 +85,8 @@ class StudyProgress:
     # Listener ---------------------------------------------------------------------------------
     def trial_started(self, number: int, hp: dict[str, Any], reference: bool) -> None:
         label = f"trial {number}" + (" (reference)" if reference else "")
-        self.progress.update(self.epoch_task, description=label, completed=0, info="", visible=True)
+        # reset, not update: the epoch bar's clock starts again with each trial
+        self.progress.reset(self.epoch_task, total=1, description=label, info="", visible=True)
         self.progress.update(self.trials_task, info=self._status())
 
     def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None:

@@ -110,12 +110,15 @@ class PreparedData:
     test_y: torch.Tensor
     shape: ImageShape  # what the model sees (after the resize)
     input_size: tuple[int, int] | None
+    channels_last: bool = False  # CUDA: the layout the tensor cores want for convolutions
 
     def fit(self, x: torch.Tensor) -> torch.Tensor:
-        """Resize one batch to the model's input size (identity when none is asked for)."""
-        if self.input_size is None:
-            return x
-        return F.interpolate(x, size=self.input_size, mode="bilinear", antialias=True)
+        """One batch as the model takes it: resized to its input size, in its memory layout."""
+        if self.input_size is not None:
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", antialias=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
 
 def model_shape(arch: Architecture, dataset: Dataset) -> ImageShape:
@@ -168,4 +171,5 @@ def prepare(
         test_y=splits.test_labels.to(device),
         shape=model_shape(arch, dataset),
         input_size=input_size,
+        channels_last=device.type == "cuda",
     )

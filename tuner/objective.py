@@ -105,7 +105,8 @@ class Objective:
             del trainer
             gc.collect()
             torch.cuda.empty_cache()
-            reason = f"CUDA out of memory at batch_size={hp.batch_size}"
+            detail = str(e).split(".")[0].strip() or "CUDA out of memory"
+            reason = f"{detail} (batch_size={hp.batch_size})"
             trial.set_user_attr("fail_reason", reason)
             raise TrialFailed(reason) from e
         except KeyboardInterrupt:

@@ -29,7 +29,7 @@ from tuner.data import (
     prepare,
 )
 from tuner.engine import evaluate
-from tuner.errors import PairRefused, TrialFailed, UsageError
+from tuner.errors import PairRefused, StudyError, TrialFailed, UsageError
 from tuner.objective import Listener, Objective, enqueue_reference
 from tuner.registry import Registry, registry
 from tuner.space import build_space, describe, parse_overrides
@@ -292,7 +292,7 @@ def _restore_best(study: optuna.Study, objective: Objective) -> None:
         objective.reference_weights = Path(ref.user_attrs["weights"])
     try:
         best = best_trial(study)
-    except Exception:  # no completed trial yet
+    except StudyError:  # no completed trial yet
         return
     objective.best_value = best.value
     if best.user_attrs.get("weights"):
@@ -318,7 +318,7 @@ def measure_test_accuracy(prepared: PreparedStudy) -> dict[int, float]:
     wanted = []
     try:
         wanted.append(best_trial(study))
-    except Exception:  # no completed trial: nothing to report
+    except StudyError:  # no completed trial: nothing to report
         return stored
     ref = reference_trial(study)
     if ref is not None and ref.state.name == "COMPLETE":

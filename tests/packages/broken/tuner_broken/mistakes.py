@@ -30,3 +30,19 @@ def load_badlabels(request: DataRequest) -> Splits:
 
 badlabels = Dataset(load=load_badlabels, description="labels out of range", channels=1, image_size=(8, 8),
                     class_names=tuple("0123456789"), mean=(0.5,), std=(0.5,))
+
+
+class _OutOfMemoryAbove(nn.Module):
+    """Raises CUDA's out-of-memory error for training batches over 100, as a GPU would."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.fc = nn.Linear(shape.channels * shape.height * shape.width, shape.num_classes)
+
+    def forward(self, x):
+        if self.training and x.shape[0] > 100:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return self.fc(x.flatten(1))
+
+
+oomnet = Architecture(build=lambda shape, hp: _OutOfMemoryAbove(shape), description="runs out of memory")

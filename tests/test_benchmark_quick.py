@@ -1,0 +1,22 @@
+"""No regressions: a quick form of benchmark 1 (tuner's loop against a bare pre-loaded loop).
+
+Fails only if tuner's training loop is slower than the bare loop by more than noise (20%);
+the numbers that show the speed goals come from `benchmarks/`, not from this test.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_tuner_loop_is_not_slower_than_a_bare_preloaded_loop():
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/engine.py", "--quick", "--check", "--noise", "0.2", "--steps", "200",
+         "--repeats", "3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "mlp-digits" in proc.stdout and "lenet-digits" in proc.stdout
