@@ -1,6 +1,7 @@
 """No regressions: a quick form of benchmark 1 (tuner's loop against a bare pre-loaded loop).
 
-Fails only if tuner's training loop is slower than the bare loop by more than noise (20%);
+Fails only if tuner's training loop is slower than the bare loop by more than noise (25%: on a shared
+2-core machine the same two loops measured 0.84× to 1.02× of each other in separate runs);
 the numbers that show the speed goals come from `benchmarks/`, not from this test.
 """
 
@@ -14,8 +15,8 @@ from conftest import ROOT
 
 def test_tuner_loop_is_not_slower_than_a_bare_preloaded_loop():
     proc = subprocess.run(
-        [sys.executable, "benchmarks/engine.py", "--quick", "--check", "--noise", "0.2", "--steps", "200",
-         "--repeats", "3"],
+        [sys.executable, "benchmarks/engine.py", "--quick", "--check", "--noise", "0.25", "--steps", "200",
+         "--repeats", "5"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
