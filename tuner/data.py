@@ -93,6 +93,11 @@ def normalize(images: torch.Tensor, dataset: Dataset) -> torch.Tensor:
     return x.sub_(mean).div_(std)
 
 
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, *size), bilinear with antialiasing (torchvision's Resize)."""
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True)
+
+
 @dataclass
 class PreparedData:
     """Tensors a study trains on, normalised and on ``device``.
@@ -115,7 +120,7 @@ class PreparedData:
     def fit(self, x: torch.Tensor) -> torch.Tensor:
         """One batch as the model takes it: resized to its input size, in its memory layout."""
         if self.input_size is not None:
-            x = F.interpolate(x, size=self.input_size, mode="bilinear", antialias=True)
+            x = resize(x, self.input_size)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

@@ -27,6 +27,7 @@ from tuner.data import (
     model_shape,
     normalize,
     prepare,
+    resize,
 )
 from tuner.engine import evaluate
 from tuner.errors import PairRefused, StudyError, TrialFailed, UsageError
@@ -108,8 +109,7 @@ def contract_step(pair: Pair, data_dir: Path, n: int = 2) -> StepReport:
         raise PairRefused(f"{pair.arch_name} cannot take {pair.dataset_name}: {e}") from None
     x = normalize(splits.train_images[:n], pair.dataset)
     if pair.arch.input_size is not None:
-        x = torch.nn.functional.interpolate(x, size=pair.arch.input_size, mode="bilinear",
-                                            antialias=True)
+        x = resize(x, pair.arch.input_size)
     return one_step(model, x, splits.train_labels[:n], shape, name=pair.arch_name,
                     distribution=pair.arch_dist)
 
