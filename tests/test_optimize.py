@@ -231,3 +231,37 @@ def test_out_of_memory_fails_the_trial_with_its_reason_and_the_study_goes_on(bro
             assert t.user_attrs["fail_reason"] == "CUDA out of memory (batch_size=512)"
         else:
             assert t.user_attrs["hparams"]["batch_size"] == 32
+
+
+def test_live_display_on_a_terminal(tmp_path):
+    """On a terminal the run shows live bars: trials done/total, best, pruned/failed, the epoch bar."""
+    import os
+    import pty
+    import re
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "TUNER_OFFLINE": "1", "COLUMNS": "140", "TERM": "xterm"}
+    proc = subprocess.Popen([TUNER, "optimize", "--plugin", "mlp-digits", "--trials", "2", "--epochs", "2"],
+                            cwd=tmp_path, env=env, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the terminal closed: the process has exited
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=120) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", b"".join(chunks).decode(errors="replace"))
+    assert "trial 0 (reference)" in text and "2/2" in text
+    assert "best " in text and "pruned 0" in text and "failed 0" in text
+    assert re.search(r"loss \d\.\d{4} · val \d+\.\d\d%", text)  # the running trial's epoch bar
+    assert "best vs hand-picked reference" in text
+
+
+def test_timeout_stops_starting_trials(tmp_path):
+    run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "1000", "--epochs", "1", "--timeout", "2",
+              "--quiet", cwd=tmp_path, check=True)
+    assert 1 <= len(load(tmp_path / "studies" / "mlp-digits.db", "mlp-digits").trials) < 1000

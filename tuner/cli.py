@@ -144,7 +144,7 @@ def _print_summary(study, db_shown: str, top: int = 10) -> None:
     ranked = sorted(views, key=lambda v: (v.value is None, -(v.value or 0), v.number))[:top]
     space = study.user_attrs.get("provenance", {}).get("search_space", {})
     out.print(trials_table(ranked, f"Top {len(ranked)} of {len(views)} trials",
-                           extra_keys(views, space)))
+                           extra_keys(space)))
     try:
         summary = best_summary(study)
     except StudyError as e:
@@ -223,7 +223,7 @@ def trials_command(db: str, study: str | None, state: tuple[str, ...], sort: str
     if limit:
         views = views[:limit]
     space = opened.user_attrs.get("provenance", {}).get("search_space", {})
-    out.print(trials_table(views, f"Trials of {opened.study_name}", extra_keys(views, space)))
+    out.print(trials_table(views, f"Trials of {opened.study_name}", extra_keys(space)))
     out.print(counts_line(state_counts(opened)))
 
 

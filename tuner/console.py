@@ -136,7 +136,7 @@ def trials_table(views: list[TrialView], title: str, extra_keys: tuple[str, ...]
     return table
 
 
-def extra_keys(views: list[TrialView], space: dict[str, str]) -> tuple[str, ...]:
+def extra_keys(space: dict[str, str]) -> tuple[str, ...]:
     """Plugin-specific hyperparameters (a width, a second dropout) get their own columns."""
     builtin = {*KEY_PARAMS, "momentum", "scheduler", "epochs"}
     return tuple(k for k in space if k not in builtin and not k.startswith("plateau_"))

@@ -8,7 +8,6 @@ Resizing to an architecture's ``input_size`` happens on the device, one batch at
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,6 @@ import torch.nn.functional as F
 
 from tuner.contract import Architecture, DataRequest, Dataset, ImageShape, Splits
 from tuner.errors import PluginError, UsageError
-
-log = logging.getLogger(__name__)
 
 DEFAULT_VAL_FRACTION = 0.1
 

@@ -7,7 +7,6 @@ nothing is written per batch.
 from __future__ import annotations
 
 import gc
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,8 +21,6 @@ from tuner.data import PreparedData
 from tuner.engine import EpochResult, Trainer
 from tuner.errors import TrialFailed
 from tuner.space import fixed_params_for, hyperparameters, sample, sample_reference
-
-log = logging.getLogger(__name__)
 
 REFERENCE_ATTR = "reference"  # user attr set on the enqueued reference trial
 
