@@ -25,7 +25,10 @@ from sqlalchemy import event
 from tuner import engine
 from tuner import objective as objective_module
 from tuner.contract import Choice, FloatRange, IntRange
+from tuner.registry import registry
 from tuner.run import OptimizeOptions, prepare_study, run_study
+from tuner.space import build_space, sample
+from tuner.study import locate, storage_for
 
 
 def fake_trials(space, n: int, epochs: int) -> list[optuna.trial.FrozenTrial]:
@@ -110,6 +113,21 @@ def measure(n_stored: int, args) -> dict[str, float]:
             "epochs": epochs_run / args.trials}
 
 
+def sampling_ms(space, n_stored: int, epochs: int, storage: str | None) -> float:
+    """Milliseconds to ask TPE for one trial's parameters with ``n_stored`` trials in ``storage``."""
+    if storage is not None:  # the same SQLite set-up as tuner's own studies (write-ahead log)
+        storage = storage_for(locate("s", db=storage), create=True)
+    study = optuna.create_study(storage=storage, direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=0))
+    study.add_trials(fake_trials(space, n_stored, epochs))
+    started = time.perf_counter()
+    for _ in range(5):
+        trial = study.ask()
+        sample(trial, space)
+        study.tell(trial, 0.5)
+    return (time.perf_counter() - started) / 5 * 1000
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, plugin="mlp-mnist", trials=3, epochs=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
@@ -125,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         r = measure(n, args)
         print(f"{n:>8}{r['trial_s']:>10.2f}{r['overhead_s']:>12.3f}{100 * r['share']:>11.2f}%"
               f"{r['epochs']:>8.1f}{r['writes_per_epoch']:>14.1f}{r['writes_per_trial']:>20.1f}")
+    space = build_space(registry().architecture(args.plugin.rsplit("-", 1)[0]))
+    print("TPE sampling of one trial's parameters (ask + sample + tell), ms:")
+    print(f"{'stored':>8}{'in memory':>11}{'SQLite':>9}")
+    for n in args.sizes:
+        db = str(Path(tempfile.mkdtemp()) / "s.db")
+        print(f"{n:>8}{sampling_ms(space, n, args.epochs, None):>11.1f}{sampling_ms(space, n, args.epochs, db):>9.1f}")
     return 0
 
 
