@@ -152,16 +152,16 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path)
 
 
 def test_ctrl_c_records_the_trial_as_interrupted_and_the_study_resumes(tmp_path):
-    env_args = ["optimize", "--plugin", "mlp-digits", "--trials", "50", "--epochs", "400", "--quiet"]
     import os
 
+    args = ["optimize", "--plugin", "mlp-digits", "--trials", "50", "--epochs", "200", "--quiet"]
     env = {**os.environ, "TUNER_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([TUNER, *env_args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([TUNER, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     db = tmp_path / "studies" / "mlp-digits.db"
     deadline = time.time() + 120
-    while time.time() < deadline:  # wait until trial 0 is running and has an epoch stored
-        time.sleep(0.5)
+    while time.time() < deadline:  # wait until trial 0 (the reference) has an epoch stored
+        time.sleep(0.2)
         if db.exists():
             try:
                 trials = load(db, "mlp-digits").trials
@@ -175,14 +175,20 @@ def test_ctrl_c_records_the_trial_as_interrupted_and_the_study_resumes(tmp_path)
     assert "Traceback" not in stderr and "interrupted" in stderr
     assert "Top" in stdout  # the summary still prints
     study = load(db, "mlp-digits")
-    last = study.trials[-1]
-    assert last.state.name == "FAIL" and last.user_attrs["fail_reason"] == "interrupted"
-    resumed = run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "1", "--epochs", "400",
-                        "--max-train", "64", cwd=tmp_path)
-    assert resumed.returncode != 0 and "max-train" in resumed.stderr  # a study keeps its settings
-    run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "1", "--epochs", "2", "--quiet",
-              "--study", "other", cwd=tmp_path, check=True)
-    assert len(load(db, "mlp-digits").trials) == len(study.trials)
+    interrupted = study.trials[-1]
+    stored_before = len(study.trials)
+    assert interrupted.state.name == "FAIL" and interrupted.user_attrs["fail_reason"] == "interrupted"
+    assert interrupted.number == 0 and interrupted.user_attrs["reference"]
+
+    refused = run_tuner("optimize", "--plugin", "mlp-digits", "--max-train", "64", cwd=tmp_path)
+    assert refused.returncode != 0 and "max-train" in refused.stderr  # a study keeps its settings
+    run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "1", "--quiet", cwd=tmp_path, check=True)
+    resumed = load(db, "mlp-digits")
+    assert len(resumed.trials) == stored_before + 1
+    rerun = resumed.trials[-1]  # the interrupted baseline is run again, not lost
+    assert rerun.user_attrs["reference"] and rerun.state.name == "COMPLETE"
+    summary = json.loads(run_tuner("best", str(db), "--json", cwd=tmp_path, check=True).stdout)
+    assert summary["reference_trial"] == rerun.number and summary["reference_value"] == rerun.value
 
 
 def test_real_mnist_with_a_small_training_cap(mnist_dir, tmp_path):

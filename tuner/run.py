@@ -31,7 +31,7 @@ from tuner.data import (
 )
 from tuner.engine import evaluate
 from tuner.errors import PairRefused, StudyError, TrialFailed, UsageError
-from tuner.objective import Listener, Objective, enqueue_reference
+from tuner.objective import REFERENCE_ATTR, Listener, Objective, enqueue_reference
 from tuner.registry import Registry, registry
 from tuner.space import build_space, describe, parse_overrides
 from tuner.study import (
@@ -273,8 +273,8 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None) ->
             "val_examples": len(data.val_y),
             **settings,
         })
-        if pair.arch.reference is not None:
-            enqueue_reference(study, pair.arch.reference, space)
+    if pair.arch.reference is not None and _reference_still_owed(study):
+        enqueue_reference(study, pair.arch.reference, space)
     objective = Objective(
         arch=pair.arch, data=data, space=space, epochs=settings["epochs"], seed=settings["seed"],
         weights_dir=location.weights_dir,
@@ -283,6 +283,15 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None) ->
         objective.listener = listener
     _restore_best(study, objective)
     return PreparedStudy(pair, study, location, objective, data, device, created, settings)
+
+
+def _reference_still_owed(study: optuna.Study) -> bool:
+    """True for a new study, and for one whose reference trial was interrupted (Ctrl-C during
+    trial 0): every study gets its baseline. A reference that failed on its own (a NaN loss)
+    is not retried."""
+    references = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(REFERENCE_ATTR)]
+    return all(t.state.name == "FAIL" and t.user_attrs.get("fail_reason") == "interrupted"
+               for t in references)
 
 
 def _restore_best(study: optuna.Study, objective: Objective) -> None:

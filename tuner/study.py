@@ -183,10 +183,10 @@ def view(trial: FrozenTrial) -> TrialView:
 
 
 def reference_trial(study: optuna.Study) -> FrozenTrial | None:
-    for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get(REFERENCE_ATTR):
-            return t
-    return None
+    """The reference trial; the completed one when an interrupted reference was run again."""
+    references = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(REFERENCE_ATTR)]
+    done = [t for t in references if t.state == TrialState.COMPLETE]
+    return (done or references or [None])[0]
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial:
