@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -113,8 +114,6 @@ def tuner_loop(data, steps: int, batch: int, device: torch.device, model, hp) ->
 
 
 def _sliced(data, n: int):
-    from dataclasses import replace
-
     return replace(data, train_x=data.train_x[:n], train_y=data.train_y[:n])
 
 
@@ -126,8 +125,6 @@ def run_pair(pair: str, args) -> dict[str, float]:
     need = (args.steps + 4) * args.batch
     data = prepare(splits, dataset, arch, device=device, max_train=need)
     if len(data.train_y) < need:  # a small dataset (digits): repeat it to fill the steps
-        from dataclasses import replace
-
         reps = -(-need // len(data.train_y))
         data = replace(data, train_x=data.train_x.repeat(reps, 1, 1, 1)[:need],
                        train_y=data.train_y.repeat(reps)[:need])

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from tuner.registry import registry
-from tuner.testing import ArchitectureConformance, DatasetConformance, check_architecture
+from tuner.testing import DEFAULT_SHAPES, ArchitectureConformance, DatasetConformance, check_architecture
 
 _SMALL = [n for n in registry().names("architecture") if "alexnet" not in n]
 
 
 @pytest.mark.parametrize("name", registry().names("architecture"))
 def test_builtin_architecture_passes_the_kit(name):
-    shapes = None if name in _SMALL else check_architecture.__defaults__[0][:1]  # AlexNets: 224×224 is slow
+    shapes = None if name in _SMALL else DEFAULT_SHAPES[:1]  # AlexNets: 224×224 is slow
     suite = type("Suite", (ArchitectureConformance,), {"plugin": name, **({"shapes": shapes} if shapes else {})})()
     for test in [m for m in dir(suite) if m.startswith("test_")]:
         getattr(suite, test)()

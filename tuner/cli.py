@@ -113,7 +113,7 @@ def optimize(plugin: str, trials: int, study: str | None, db: str | None, storag
     progress = StudyProgress(out, trials, live=out.is_terminal, quiet=quiet)
     prepared = prepare_study(options, listener=progress)
     s = prepared.settings
-    stored = len(prepared.study.trials)
+    stored = len(prepared.study.get_trials(deepcopy=False))
     out.print(
         f"study {prepared.study.study_name} in {prepared.location.shown} "
         f"({'new' if prepared.created else f'resumed, {stored} trials stored'}) · "
@@ -138,7 +138,7 @@ def optimize(plugin: str, trials: int, study: str | None, db: str | None, storag
 def _print_summary(study, db_shown: str, top: int = 10) -> None:
     from tuner.console import comparison_panel, counts_line, extra_keys, trials_table
     from tuner.errors import StudyError
-    from tuner.study import best_summary, view
+    from tuner.study import best_summary, state_counts, view
 
     views = [view(t) for t in study.get_trials(deepcopy=False)]
     ranked = sorted(views, key=lambda v: (v.value is None, -(v.value or 0), v.number))[:top]
@@ -148,7 +148,7 @@ def _print_summary(study, db_shown: str, top: int = 10) -> None:
     try:
         summary = best_summary(study)
     except StudyError as e:
-        out.print(f"{counts_line({v.state: sum(w.state == v.state for w in views) for v in views})}")
+        out.print(counts_line(state_counts(study)))
         out.print(str(e))
         return
     out.print(counts_line(summary["counts"]))

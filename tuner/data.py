@@ -123,9 +123,15 @@ class PreparedData:
         return x
 
 
+def fit_shape(arch: Architecture, shape: ImageShape) -> ImageShape:
+    """``shape`` as ``arch`` sees it: resized to its ``input_size`` when it declares one."""
+    if arch.input_size is None:
+        return shape
+    return ImageShape(shape.channels, *arch.input_size, shape.num_classes)
+
+
 def model_shape(arch: Architecture, dataset: Dataset) -> ImageShape:
-    height, width = arch.input_size or dataset.image_size
-    return ImageShape(dataset.channels, height, width, dataset.num_classes)
+    return fit_shape(arch, ImageShape(dataset.channels, *dataset.image_size, dataset.num_classes))
 
 
 def prepare(

@@ -54,6 +54,11 @@ def eval_batch_size(data: PreparedData) -> int:
     return max(64, min(4096, (1 << 24) // per_image))
 
 
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """bf16 mixed precision (used on CUDA; a no-op context when not enabled)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module, data: PreparedData, x: torch.Tensor, y: torch.Tensor, *, amp: bool = False
@@ -66,7 +71,7 @@ def evaluate(
     bs = eval_batch_size(data)
     for start in range(0, len(y), bs):
         xb, yb = data.fit(x[start : start + bs]), y[start : start + bs]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        with autocast(device, amp):
             logits = model(xb)
         loss += F.cross_entropy(logits.float(), yb, reduction="sum")
         correct += (logits.argmax(1) == yb).sum()
@@ -103,9 +108,6 @@ class Trainer:
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
-
     def train_epoch(self) -> torch.Tensor:
         """One pass over the training set. Returns the mean loss as a 0-d device tensor."""
         model, data, opt = self.model, self.data, self.optimizer
@@ -121,7 +123,7 @@ class Trainer:
         for start, end in itertools.pairwise(bounds):
             idx = order[start:end]
             x, y = data.fit(data.train_x[idx]), data.train_y[idx]
-            with self._autocast():
+            with autocast(self.device, self.amp):
                 loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -252,7 +252,7 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None) ->
         load_if_exists=True,
     )
     # Seeded by trials already stored, so a resumed run does not replay the first run's draws.
-    study.sampler = make_sampler(options.sampler, settings["seed"] + len(study.trials))
+    study.sampler = make_sampler(options.sampler, settings["seed"] + len(study.get_trials(deepcopy=False)))
     created = study_name not in existing
     if created:
         study.set_user_attr("provenance", {

@@ -25,7 +25,7 @@ from torch import nn
 
 from tuner.checks import StepReport, build_model, default_hyperparameters, one_step
 from tuner.contract import Architecture, DataRequest, Dataset, Fixed, FloatRange, ImageShape, IntRange, Splits
-from tuner.data import load_splits, normalize, splits_problems
+from tuner.data import fit_shape, load_splits, normalize, splits_problems
 from tuner.errors import PairRefused
 from tuner.registry import registry
 from tuner.space import applies, build_space
@@ -53,12 +53,6 @@ def _info(kind: str, name: str) -> tuple[object, str]:
     return reg.load(kind, name), reg.info(kind, name).distribution
 
 
-def _fit(arch: Architecture, shape: ImageShape) -> ImageShape:
-    if arch.input_size is None:
-        return shape
-    return dataclasses.replace(shape, height=arch.input_size[0], width=arch.input_size[1])
-
-
 def check_architecture(name: str, shapes: tuple[ImageShape, ...] = DEFAULT_SHAPES) -> list[StepReport]:
     """Load architecture ``name`` through the registry and, for each shape it accepts, build it
     and train one batch, checking the output width against the class count. Returns the
@@ -68,7 +62,7 @@ def check_architecture(name: str, shapes: tuple[ImageShape, ...] = DEFAULT_SHAPE
     hp = default_hyperparameters(arch)
     reports = []
     for raw in shapes:
-        shape = _fit(arch, raw)
+        shape = fit_shape(arch, raw)
         try:
             model = build_model(arch, shape, hp, name=name, distribution=dist)
         except PairRefused as e:
@@ -132,7 +126,7 @@ class ArchitectureConformance:
         arch = self._arch()
         if not arch.has_dropout:
             return
-        shape = _fit(arch, self.shapes[0])
+        shape = fit_shape(arch, self.shapes[0])
         hp = dataclasses.replace(default_hyperparameters(arch), dropout=0.123)
         model = arch.build(shape, hp)
         probabilities = [m.p for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
@@ -142,7 +136,7 @@ class ArchitectureConformance:
 
     def test_own_hyperparameters_reach_build(self) -> None:
         arch = self._arch()
-        shape = _fit(arch, self.shapes[0])
+        shape = fit_shape(arch, self.shapes[0])
         base = default_hyperparameters(arch)
         for name, param in arch.search_space.items():
             if not isinstance(param, FloatRange | IntRange) or name in base.as_dict():
