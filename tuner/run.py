@@ -33,6 +33,7 @@ from tuner.engine import evaluate
 from tuner.errors import PairRefused, StudyError, TrialFailed, UsageError
 from tuner.objective import REFERENCE_ATTR, Listener, Objective, enqueue_reference
 from tuner.registry import Registry, registry
+from tuner.sampling import SnapshotSampler
 from tuner.space import build_space, describe, parse_overrides
 from tuner.study import (
     Location,
@@ -115,6 +116,11 @@ def contract_step(pair: Pair, data_dir: Path, n: int = 2) -> StepReport:
 
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    """The sampler ``--sampler`` names, reading the study once per trial (see tuner.sampling)."""
+    return SnapshotSampler(_base_sampler(name, seed))
+
+
+def _base_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "random":
