@@ -67,7 +67,9 @@ class StudyProgress:
             console=console, transient=False,
         )
         self.trials_task = self.progress.add_task("trials", total=total_trials, info="")
-        self.epoch_task = self.progress.add_task("epoch ", total=1, info="", visible=False)
+        # One epoch bar per running trial (several with --jobs); bars are reused, not piled up.
+        self.running: dict[int, Any] = {}
+        self.free_bars: list[Any] = []
 
     def __enter__(self) -> StudyProgress:
         if self.live:
@@ -85,17 +87,28 @@ class StudyProgress:
     # Listener ---------------------------------------------------------------------------------
     def trial_started(self, number: int, hp: dict[str, Any], reference: bool) -> None:
         label = f"trial {number}" + (" (reference)" if reference else "")
-        # reset, not update: the epoch bar's clock starts again with each trial
-        self.progress.reset(self.epoch_task, total=1, description=label, info="", visible=True)
+        if self.free_bars:
+            bar = self.free_bars.pop()
+            # reset, not update: the epoch bar's clock starts again with each trial
+            self.progress.reset(bar, total=1, description=label, info="", visible=True)
+        else:
+            bar = self.progress.add_task(label, total=1, info="")
+        self.running[number] = bar
         self.progress.update(self.trials_task, info=self._status())
 
     def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None:
         info = f"loss {result.train_loss:.4f} · val {pct(result.val_accuracy)} · lr {result.lr:.2g}"
-        self.progress.update(self.epoch_task, total=epochs, completed=epoch, info=info)
+        if number in self.running:
+            self.progress.update(self.running[number], total=epochs, completed=epoch, info=info)
 
     # Optuna callback ----------------------------------------------------------------------------
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.counts[trial.state.name] = self.counts.get(trial.state.name, 0) + 1
+        bar = self.running.pop(trial.number, None)
+        if bar is not None and self.running:  # others still train: hide this bar until reused
+            self.progress.update(bar, visible=False)
+        if bar is not None:
+            self.free_bars.append(bar)
         if trial.state == TrialState.COMPLETE and (self.best is None or trial.value > self.best):
             self.best = trial.value
         self.progress.advance(self.trials_task)

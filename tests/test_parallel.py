@@ -1,0 +1,99 @@
+"""`tuner optimize --jobs N`: several trials at once in worker processes, one study database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+from conftest import TUNER, one_error_line, run_tuner
+
+from tuner.parallel import tidy_weights
+
+
+def load(db: Path, name: str = "mlp-digits") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+
+
+def test_jobs_share_one_budget_and_one_study(tmp_path):
+    proc = run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "7", "--epochs", "3", "--jobs", "2",
+                     "--quiet", cwd=tmp_path, check=True)
+    assert "2 trials at once" in proc.stdout
+    db = tmp_path / "studies" / "mlp-digits.db"
+    study = load(db)
+    assert len(study.trials) == 7  # --trials is exact across workers
+    assert all(t.state.is_finished() for t in study.trials)
+    assert study.trials[0].user_attrs["reference"] and study.trials[0].state.name == "COMPLETE"
+    assert sum(1 for t in study.trials if t.user_attrs.get("reference")) == 1
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 7  # workers draw apart
+    summary = json.loads(run_tuner("best", str(db), "--json", cwd=tmp_path, check=True).stdout)
+    kept = sorted(p.name for p in (tmp_path / "studies" / "mlp-digits").iterdir())
+    assert kept == sorted({f"trial-{summary['trial']}.pt", "trial-0.pt"})  # the best and the reference
+    assert summary["test_accuracy"] is not None and summary["reference_test_accuracy"] is not None
+
+    # Resuming with more jobs adds exactly that many trials again.
+    run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "3", "--jobs", "3", "--quiet", cwd=tmp_path,
+              check=True)
+    assert len(load(db).trials) == 10
+
+
+def test_ctrl_c_stops_every_worker_and_the_study_resumes(tmp_path):
+    args = ["optimize", "--plugin", "mlp-digits", "--trials", "50", "--epochs", "300", "--jobs", "2", "--quiet"]
+    env = {**os.environ, "TUNER_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    # Its own process group, signalled as a whole: what Ctrl-C in a terminal does.
+    proc = subprocess.Popen([TUNER, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    db = tmp_path / "studies" / "mlp-digits.db"
+    deadline = time.time() + 180
+    while time.time() < deadline:  # wait until two trials are training
+        time.sleep(0.3)
+        try:
+            trials = load(db).trials
+        except Exception:
+            continue
+        if sum(1 for t in trials if t.state.name == "RUNNING" and t.user_attrs.get("history")) == 2:
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted: the running trials are stored as failed" in stderr
+    study = load(db)
+    states = [t.state.name for t in study.trials]
+    assert "RUNNING" not in states and states.count("FAIL") == 2, states
+    assert all(t.user_attrs.get("fail_reason") == "interrupted" for t in study.trials if t.state.name == "FAIL")
+    assert "Top" in stdout
+
+    run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "2", "--jobs", "2", "--quiet", cwd=tmp_path,
+              check=True)
+    resumed = load(db)
+    assert len(resumed.trials) == len(states) + 2
+    assert any(t.user_attrs.get("reference") and t.state.name == "COMPLETE" for t in resumed.trials)
+
+
+def test_impossible_jobs_is_one_line(tmp_path):
+    for value in ("0", "65"):
+        proc = run_tuner("optimize", "--plugin", "mlp-digits", "--jobs", value, cwd=tmp_path)
+        assert proc.returncode == 2
+        assert "--jobs must be between 1 and 64" in one_error_line(proc)
+    assert not (tmp_path / "studies").exists()
+
+
+def test_tidy_keeps_the_best_the_reference_and_running_trials(tmp_path):
+    study = optuna.create_study(direction="maximize")
+    weights = tmp_path / "w"
+    weights.mkdir()
+    for number, (value, attrs) in enumerate([(0.5, {"reference": True}), (0.7, {}), (0.9, {}), (0.8, {})]):
+        trial = study.ask()
+        for key, v in attrs.items():
+            trial.set_user_attr(key, v)
+        study.tell(trial, value)
+        (weights / f"trial-{number}.pt").write_bytes(b"x")
+    study.ask()  # trial 4, still running (another process's)
+    (weights / "trial-4.pt").write_bytes(b"x")
+    (weights / "notes.txt").write_text("mine")
+    tidy_weights(study, weights)
+    assert sorted(p.name for p in weights.iterdir()) == ["notes.txt", "trial-0.pt", "trial-2.pt", "trial-4.pt"]

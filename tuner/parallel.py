@@ -1,0 +1,181 @@
+"""Several trials at once on one device: ``tuner optimize --jobs N``.
+
+A small model cannot keep a GPU (or a many-core CPU) busy: most of a step is Python launching
+kernels. N worker processes each train their own trial against the same study database, so the
+device interleaves N trials' kernels. Processes, not threads, because the bottleneck is the
+Python interpreter of each training loop.
+
+The main process has already created the study (provenance, the queued reference trial) with
+:func:`tuner.run.prepare_study`; each worker opens it again the same way, with the same
+options, and runs trials until the shared budget of ``--trials`` is spent or ``--timeout``
+passes. Workers send progress events to the main process, which owns the display.
+
+Ctrl-C: workers ignore the terminal's SIGINT; the main process catches it and sends each
+worker SIGTERM once, which the worker turns into the same KeyboardInterrupt a single-process
+run gets (the running trial is stored as failed, "interrupted").
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from tuner.engine import EpochResult
+from tuner.errors import StudyError, TrialFailed, TunerError
+from tuner.objective import Listener
+from tuner.study import best_trial
+
+MAX_JOBS = 64
+
+
+class _Forward:
+    """Listener in a worker: sends the events to the main process."""
+
+    def __init__(self, events: Any) -> None:
+        self.events = events
+
+    def trial_started(self, number: int, hp: dict[str, Any], reference: bool) -> None:
+        self.events.put(("started", number, hp, reference))
+
+    def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None:
+        self.events.put(("epoch", number, epoch, epochs, result))
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _claim(tickets: Any, budget: int | None) -> bool:
+    """Take one trial from the shared budget; False when it is spent."""
+    with tickets.get_lock():
+        if budget is not None and tickets.value >= budget:
+            return False
+        tickets.value += 1
+        return True
+
+
+def _worker(index: int, options: Any, budget: int | None, deadline: float | None, threads: int | None,
+            tickets: Any, events: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides; see the module doc
+    signal.signal(signal.SIGTERM, _interrupt)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    from tuner.run import make_sampler, prepare_study
+
+    try:
+        prepared = prepare_study(options, listener=_Forward(events))
+        stored = len(prepared.study.get_trials(deepcopy=False))
+        # Each worker its own stream of draws (the same seed would make them propose alike).
+        prepared.study.sampler = make_sampler(options.sampler, prepared.settings["seed"] + stored + 7919 * (index + 1))
+
+        def finished(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            events.put(("finished", trial))
+
+        while (deadline is None or time.time() < deadline) and _claim(tickets, budget):
+            prepared.study.optimize(prepared.objective, n_trials=1, catch=(TrialFailed,),
+                                    callbacks=[finished], gc_after_trial=False)
+    except KeyboardInterrupt:
+        events.put(("stopped", index))
+        return
+    except TunerError as e:
+        events.put(("error", index, str(e)))
+        return
+    except Exception as e:  # a worker must not die silently: the main process reports it
+        events.put(("error", index, f"worker {index}: {type(e).__name__}: {e}"))
+        return
+    events.put(("done", index))
+
+
+def run_parallel(
+    options: Any, study: optuna.Study, jobs: int, trials: int | None, timeout: float | None,
+    listener: Listener | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+    device_type: str = "cpu",
+) -> None:
+    """Run ``trials`` new trials (or until ``timeout``) in ``jobs`` worker processes.
+
+    ``options`` are the :class:`~tuner.run.OptimizeOptions` the study was prepared with.
+    Raises KeyboardInterrupt after the workers have stopped when interrupted, and
+    :class:`TunerError` with a worker's message when one could not run.
+    """
+    ctx = mp.get_context("spawn")  # CUDA cannot be used in a forked child
+    tickets = ctx.Value("i", 0)
+    events = ctx.Queue()
+    deadline = None if timeout is None else time.time() + timeout
+    threads = None
+    if device_type == "cpu":  # share the cores instead of oversubscribing them
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+    worker_options = replace(options, trials=trials)
+    workers = [ctx.Process(target=_worker, args=(i, worker_options, trials, deadline, threads, tickets, events),
+                           name=f"tuner-worker-{i}", daemon=True) for i in range(jobs)]
+    for w in workers:
+        w.start()
+    errors: list[str] = []
+    ended: set[int] = set()
+    interrupted = False
+    while len(ended) < jobs:
+        try:
+            try:
+                event = events.get(timeout=0.2)
+            except queue.Empty:
+                for i, w in enumerate(workers):
+                    if i not in ended and not w.is_alive():  # killed without a word
+                        ended.add(i)
+                        errors.append(f"worker {i} ended with exit code {w.exitcode}")
+                continue
+            kind = event[0]
+            if kind == "started" and listener is not None:
+                listener.trial_started(*event[1:])
+            elif kind == "epoch" and listener is not None:
+                listener.epoch_done(*event[1:])
+            elif kind == "finished":
+                for callback in callbacks:
+                    callback(study, event[1])
+            elif kind == "error":
+                ended.add(event[1])
+                errors.append(event[2])
+            elif kind in ("done", "stopped"):
+                ended.add(event[1])
+        except KeyboardInterrupt:
+            if not interrupted:
+                interrupted = True
+                for i, w in enumerate(workers):
+                    if i not in ended and w.is_alive():
+                        os.kill(w.pid, signal.SIGTERM)
+    for w in workers:
+        w.join()
+    if interrupted:
+        raise KeyboardInterrupt
+    if errors:
+        raise TunerError(errors[0])
+
+
+def tidy_weights(study: optuna.Study, weights_dir: Path) -> None:
+    """Each worker keeps the weights of what it saw as the best; afterwards keep only the
+    study's best and the reference, as a single-process run does. Files of trials still
+    running (another process on a shared study) are left alone."""
+    if not weights_dir.is_dir():
+        return
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    try:
+        best_number = best_trial(study).number
+    except StudyError:  # no completed trial yet
+        best_number = None
+    for path in weights_dir.glob("trial-*.pt"):
+        try:
+            trial = trials[int(path.stem.removeprefix("trial-"))]
+        except (KeyError, ValueError):
+            continue  # not a file tuner wrote for this study
+        if trial.state.is_finished() and trial.number != best_number and not trial.user_attrs.get("reference"):
+            path.unlink()
