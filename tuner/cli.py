@@ -95,11 +95,18 @@ def plugins(check: str | None, data_dir: str | None) -> None:
 @click.option("--space", "space", multiple=True, metavar="NAME=SPEC|FILE.toml",
               help="Override the search space: lr=1e-5:1e-1:log, batch_size=32,64, dropout=0.3, or a "
                    "TOML file. Repeatable.")
+@click.option("--jobs", "-j", type=int, default=1, show_default=True,
+              help="Trials trained at once on the device, each in its own process (small models "
+                   "cannot fill a GPU alone). With more than 1, --seed no longer fixes the draws.")
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile each trial's model: the first trial pays the compile time, later "
+                   "ones reuse it. Pays on a GPU for long trials; on a CPU it did not (docs/benchmarks.md).")
 @click.option("--quiet", "-q", is_flag=True, help="One line per trial, no live display.")
 def optimize(plugin: str, trials: int, study: str | None, db: str | None, storage: str | None,
              timeout: float | None, epochs: int | None, seed: int | None, device: str,
              data_dir: str | None, max_train: int | None, sampler: str, pruner: str,
-             pruner_startup: int, pruner_warmup: int, space: tuple[str, ...], quiet: bool) -> None:
+             pruner_startup: int, pruner_warmup: int, space: tuple[str, ...], jobs: int, compile_: bool,
+             quiet: bool) -> None:
     """Run (or resume) a study: the reference settings first, then sampled ones."""
     from tuner.console import StudyProgress
     from tuner.run import OptimizeOptions, measure_test_accuracy, prepare_study, run_study
@@ -108,7 +115,7 @@ def optimize(plugin: str, trials: int, study: str | None, db: str | None, storag
         plugin=plugin, trials=trials, study=study, db=db, storage=storage, timeout=timeout,
         epochs=epochs, seed=seed, device=device, data_dir=data_dir, max_train=max_train,
         sampler=sampler, pruner=pruner, pruner_startup=pruner_startup,
-        pruner_warmup=pruner_warmup, space=space or (),
+        pruner_warmup=pruner_warmup, space=space or (), jobs=jobs, compile=compile_,
     )
     progress = StudyProgress(out, trials, live=out.is_terminal, quiet=quiet)
     prepared = prepare_study(options, listener=progress)
@@ -117,17 +124,18 @@ def optimize(plugin: str, trials: int, study: str | None, db: str | None, storag
     out.print(
         f"study {prepared.study.study_name} in {prepared.location.shown} "
         f"({'new' if prepared.created else f'resumed, {stored} trials stored'}) · "
-        f"{prepared.device} · {s['epochs']} epochs/trial · "
+        f"{prepared.device}{f' · {jobs} trials at once' if jobs > 1 else ''} · {s['epochs']} epochs/trial · "
         f"{len(prepared.data.train_y):,} train / {len(prepared.data.val_y):,} validation examples"
     )
     interrupted = False
     with progress:
         try:
-            run_study(prepared, trials, timeout, callbacks=[progress])
+            run_study(prepared, trials, timeout, callbacks=[progress], jobs=jobs)
         except KeyboardInterrupt:
             interrupted = True
     if interrupted:
-        err.print("interrupted: the running trial is stored as failed; run the same command to resume")
+        err.print(f"interrupted: the running trial{'s are' if jobs > 1 else ' is'} stored as failed; "
+                  "run the same command to resume")
     else:
         measure_test_accuracy(prepared)
     _print_summary(prepared.study, prepared.location.shown)
@@ -238,6 +246,8 @@ def _setup_logging() -> None:
         logger.setLevel(logging.INFO)
         logger.addHandler(handler)
         logger.propagate = False
+    # torch.compile on a CPU-only machine warns that it found no CUDA runtime: true and harmless.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     # The console reports trials itself; Optuna's own lines would repeat them.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 

@@ -87,17 +87,22 @@ class Trainer:
         data: Prepared tensors, already on the device.
         seed: Seeds the batch order (and nothing global), so trials are reproducible.
         amp: bf16 autocast (CUDA). ``None`` picks it on CUDA, off on CPU.
+        compile: ``torch.compile`` the model in place (its state dict keeps its keys). The first
+            trial pays the compile time; later trials of the same architecture and shapes reuse
+            the compiled graphs (benchmarks/compile.py measures both).
     """
 
     def __init__(
         self, model: nn.Module, hp: Hyperparameters, data: PreparedData, *, seed: int = 0,
-        amp: bool | None = None,
+        amp: bool | None = None, compile: bool = False,
     ) -> None:
         self.device = data.train_x.device
         cuda = self.device.type == "cuda"
         self.amp = cuda if amp is None else amp
         memory_format = torch.channels_last if cuda else torch.contiguous_format
         self.model = model.to(self.device, memory_format=memory_format)
+        if compile:
+            self.model.compile()
         self.hp = hp
         self.data = data
         self.optimizer = make_optimizer(self.model, hp)

@@ -19,7 +19,7 @@ import torch
 from tuner.contract import Architecture, Hyperparameters, Param
 from tuner.data import PreparedData
 from tuner.engine import EpochResult, Trainer
-from tuner.errors import TrialFailed
+from tuner.errors import TrialFailed, UsageError
 from tuner.space import fixed_params_for, hyperparameters, sample, sample_reference
 
 REFERENCE_ATTR = "reference"  # user attr set on the enqueued reference trial
@@ -65,6 +65,7 @@ class Objective:
         best_weights: That trial's weights file, deleted when a better trial replaces it.
         reference_weights: The reference trial's weights file, never deleted.
         listener: Receives progress events.
+        compile: ``torch.compile`` each trial's model (``--compile``).
     """
 
     arch: Architecture
@@ -77,6 +78,7 @@ class Objective:
     best_weights: Path | None = None
     reference_weights: Path | None = None
     listener: Listener = field(default_factory=_Silent)
+    compile: bool = False
 
     def hyperparameters_for(self, trial: optuna.Trial) -> tuple[Hyperparameters, bool]:
         reference = self.arch.reference
@@ -94,7 +96,8 @@ class Objective:
         try:
             torch.manual_seed(trial_seed(self.seed, trial.number))
             model = self.arch.build(self.data.shape, hp)
-            trainer = Trainer(model, hp, self.data, seed=trial_seed(self.seed, trial.number))
+            trainer = Trainer(model, hp, self.data, seed=trial_seed(self.seed, trial.number),
+                              compile=self.compile)
             value = self._train(trial, trainer)
             self._keep_weights(trial, trainer, value, is_reference)
             return value
@@ -108,6 +111,13 @@ class Objective:
             raise TrialFailed(reason) from e
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted")
+            raise
+        except Exception as e:
+            if self.compile and type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                # Not this trial's fault: every trial would fail the same way.
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise UsageError(f"--compile: torch.compile failed ({type(e).__name__}: {first[:200]}); "
+                                 "run without --compile") from e
             raise
 
     def _train(self, trial: optuna.Trial, trainer: Trainer) -> float:

@@ -32,6 +32,7 @@ from tuner.data import (
 from tuner.engine import evaluate
 from tuner.errors import PairRefused, StudyError, TrialFailed, UsageError
 from tuner.objective import REFERENCE_ATTR, Listener, Objective, enqueue_reference
+from tuner.parallel import MAX_JOBS, run_parallel, tidy_weights
 from tuner.registry import Registry, registry
 from tuner.sampling import SnapshotSampler
 from tuner.space import build_space, describe, parse_overrides
@@ -166,6 +167,8 @@ class OptimizeOptions:
     pruner_warmup: int = 0
     space: Sequence[str] = ()
     val_fraction: float = DEFAULT_VAL_FRACTION
+    jobs: int = 1
+    compile: bool = False
 
     def validate(self) -> None:
         if self.trials is not None and self.trials < 1:
@@ -176,6 +179,8 @@ class OptimizeOptions:
             raise UsageError(f"--epochs must be at least 1, got {self.epochs}")
         if self.max_train is not None and self.max_train < 2:
             raise UsageError(f"--max-train must be at least 2, got {self.max_train}")
+        if not 1 <= self.jobs <= MAX_JOBS:
+            raise UsageError(f"--jobs must be between 1 and {MAX_JOBS}, got {self.jobs}")
         if self.pruner_startup < 0 or self.pruner_warmup < 0:
             raise UsageError("--pruner-startup and --pruner-warmup must be >= 0")
         if self.sampler not in SAMPLERS:
@@ -199,6 +204,7 @@ class PreparedStudy:
     device: torch.device
     created: bool
     settings: dict[str, Any] = field(default_factory=dict)
+    options: OptimizeOptions | None = None
 
 
 def _stored_or(options_value: Any, stored: dict[str, Any], key: str, default: Any) -> Any:
@@ -283,12 +289,12 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None) ->
         enqueue_reference(study, pair.arch.reference, space)
     objective = Objective(
         arch=pair.arch, data=data, space=space, epochs=settings["epochs"], seed=settings["seed"],
-        weights_dir=location.weights_dir,
+        weights_dir=location.weights_dir, compile=options.compile,
     )
     if listener is not None:
         objective.listener = listener
     _restore_best(study, objective)
-    return PreparedStudy(pair, study, location, objective, data, device, created, settings)
+    return PreparedStudy(pair, study, location, objective, data, device, created, settings, options)
 
 
 def _reference_still_owed(study: optuna.Study) -> bool:
@@ -317,9 +323,20 @@ def _restore_best(study: optuna.Study, objective: Objective) -> None:
 def run_study(
     prepared: PreparedStudy, trials: int | None, timeout: float | None,
     callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+    jobs: int = 1,
 ) -> None:
-    """Run trials. Failed trials (NaN loss, out of memory) are recorded and the study goes on;
-    Ctrl-C ends the running trial as failed ("interrupted") and propagates."""
+    """Run trials, ``jobs`` at a time (see tuner.parallel). Failed trials (NaN loss, out of
+    memory) are recorded and the study goes on; Ctrl-C ends the running trials as failed
+    ("interrupted") and propagates."""
+    if jobs > 1:
+        assert prepared.options is not None, "prepare_study records the options workers need"
+        try:
+            run_parallel(prepared.options, prepared.study, jobs, trials, timeout,
+                         listener=prepared.objective.listener, callbacks=callbacks,
+                         device_type=prepared.device.type)
+        finally:
+            tidy_weights(prepared.study, prepared.location.weights_dir)
+        return
     prepared.study.optimize(
         prepared.objective, n_trials=trials, timeout=timeout, catch=(TrialFailed,),
         callbacks=list(callbacks), gc_after_trial=False,
