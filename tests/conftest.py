@@ -33,6 +33,31 @@ def run_tuner(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout:
     return proc
 
 
+def wait_for_trials(db: Path, study: str, ready, timeout: float = 180) -> list:
+    """Poll a study that a running ``tuner optimize`` writes until ``ready(trials)`` holds."""
+    import time
+
+    import optuna
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.2)
+        if not db.exists():  # loading would create it
+            continue
+        try:
+            trials = optuna.load_study(study_name=study, storage=f"sqlite:///{db}").trials
+        except Exception:  # still being created
+            continue
+        if ready(trials):
+            return trials
+    raise AssertionError(f"{db}: the trials never got there")
+
+
+def training(trials: list) -> int:
+    """How many trials are running and have stored an epoch."""
+    return sum(1 for t in trials if t.state.name == "RUNNING" and t.user_attrs.get("history"))
+
+
 def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
     """A user error: non-zero exit, one ``error:`` line on stderr, no traceback."""
     assert proc.returncode != 0, proc.stdout

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
-from conftest import TUNER, run_tuner
+from conftest import TUNER, run_tuner, wait_for_trials
 
 from tuner.contract import Hyperparameters
 from tuner.registry import registry
@@ -159,16 +158,8 @@ def test_ctrl_c_records_the_trial_as_interrupted_and_the_study_resumes(tmp_path)
     proc = subprocess.Popen([TUNER, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     db = tmp_path / "studies" / "mlp-digits.db"
-    deadline = time.time() + 120
-    while time.time() < deadline:  # wait until trial 0 (the reference) has an epoch stored
-        time.sleep(0.2)
-        if db.exists():
-            try:
-                trials = load(db, "mlp-digits").trials
-            except Exception:
-                continue
-            if trials and trials[-1].user_attrs.get("history"):
-                break
+    # until trial 0 (the reference) has an epoch stored
+    wait_for_trials(db, "mlp-digits", lambda trials: trials and trials[-1].user_attrs.get("history"), timeout=120)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr

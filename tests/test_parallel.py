@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import optuna
-from conftest import TUNER, one_error_line, run_tuner
+import pytest
+from conftest import TUNER, one_error_line, run_tuner, training, wait_for_trials
 
 from tuner.parallel import tidy_weights
 
@@ -48,15 +49,7 @@ def test_ctrl_c_stops_every_worker_and_the_study_resumes(tmp_path):
     proc = subprocess.Popen([TUNER, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     db = tmp_path / "studies" / "mlp-digits.db"
-    deadline = time.time() + 180
-    while time.time() < deadline:  # wait until two trials are training
-        time.sleep(0.3)
-        try:
-            trials = load(db).trials
-        except Exception:
-            continue
-        if sum(1 for t in trials if t.state.name == "RUNNING" and t.user_attrs.get("history")) == 2:
-            break
+    wait_for_trials(db, "mlp-digits", lambda trials: training(trials) == 2)
     os.killpg(proc.pid, signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
@@ -72,6 +65,93 @@ def test_ctrl_c_stops_every_worker_and_the_study_resumes(tmp_path):
     resumed = load(db)
     assert len(resumed.trials) == len(states) + 2
     assert any(t.user_attrs.get("reference") and t.state.name == "COMPLETE" for t in resumed.trials)
+
+
+def children(pid: int) -> dict[int, str]:
+    """Child processes of ``pid``: {pid: command line}."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_text().replace("\0", " ")
+        except (OSError, ValueError, IndexError):
+            continue  # ended meanwhile
+    return found
+
+
+def start_jobs(tmp_path: Path) -> subprocess.Popen:
+    args = ["optimize", "--plugin", "mlp-digits", "--trials", "50", "--epochs", "300", "--jobs", "2", "--quiet"]
+    env = {**os.environ, "TUNER_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([TUNER, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def sigint_ignored(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    raise AssertionError("no SigIgn line")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the workers' state in /proc")
+def test_workers_ignore_ctrl_c_from_their_first_instruction(tmp_path):
+    """A worker spends seconds importing torch before its own code runs: Ctrl-C then must not
+    print its traceback. It is started with SIGINT ignored; checked the moment it appears."""
+    proc = start_jobs(tmp_path)
+    deadline, seen = time.time() + 120, {}
+    while time.time() < deadline and len(seen) < 2:
+        for pid, cmd in children(proc.pid).items():
+            if "spawn_main" in cmd and pid not in seen:
+                seen[pid] = sigint_ignored(pid)
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)  # while they are still starting
+    _, stderr = proc.communicate(timeout=120)
+    assert len(seen) == 2 and all(seen.values()), seen
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    db = tmp_path / "studies" / "mlp-digits.db"
+    assert not db.exists() or "RUNNING" not in [t.state.name for t in load(db).trials]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="finds the workers through /proc")
+def test_workers_stop_when_the_main_process_is_killed(tmp_path):
+    proc = start_jobs(tmp_path)
+    db = tmp_path / "studies" / "mlp-digits.db"
+    wait_for_trials(db, "mlp-digits", lambda trials: training(trials) == 2)
+    workers = [pid for pid, cmd in children(proc.pid).items() if "spawn_main" in cmd]
+    assert len(workers) == 2
+    proc.kill()  # the main process alone, without a chance to tell its workers
+    proc.wait(timeout=60)
+    deadline = time.time() + 60
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.2)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    proc.communicate(timeout=60)  # the workers held its output pipes
+    assert not alive, "workers trained on alone"
+    trials = load(db).trials
+    assert "RUNNING" not in [t.state.name for t in trials]
+    assert [t.user_attrs.get("fail_reason") for t in trials if t.state.name == "FAIL"] == ["interrupted"] * 2
+
+
+def test_a_stop_python_dropped_still_ends_the_worker_at_the_epoch(monkeypatch):
+    """Python drops an exception raised inside a garbage-collection callback; a worker told to
+    stop must stop anyway, and a second SIGTERM must not cut short the storing of its trial."""
+    import queue
+
+    from tuner import parallel
+
+    monkeypatch.setattr(parallel, "_stopping", False)
+    with pytest.raises(KeyboardInterrupt):
+        parallel._interrupt(signal.SIGTERM, None)
+    parallel._interrupt(signal.SIGTERM, None)  # the second one: no exception
+    events = queue.Queue()
+    with pytest.raises(KeyboardInterrupt):
+        parallel._Forward(events).epoch_done(3, 1, 10, None)
+    assert events.get_nowait()[0] == "epoch"  # the epoch is still shown
+    with pytest.raises(KeyboardInterrupt):
+        parallel._Forward(events).trial_started(4, {}, False)
 
 
 def test_impossible_jobs_is_one_line(tmp_path):

@@ -5,6 +5,8 @@ Every message says what was wrong and what to do about it.
 
 from __future__ import annotations
 
+import logging
+
 
 class TunerError(Exception):
     """Base of every error meant for a person rather than a traceback."""
@@ -55,3 +57,17 @@ class StudyError(TunerError):
 
 class TrialFailed(Exception):
     """Ends one trial as FAIL with a reason; the study goes on. Not shown as an error."""
+
+
+def quiet_libraries() -> None:
+    """Keep the libraries' own log lines off a user's terminal (each process that runs trials).
+
+    Optuna's per-trial lines would repeat the console's; torch.compile on a machine without
+    CUDA warns that it found no CUDA runtime (true and harmless); SQLAlchemy logs a traceback
+    when Ctrl-C lands inside a query and it closes the cursor afterwards, while the exception
+    itself is what tuner reports."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    logging.getLogger("sqlalchemy").setLevel(logging.CRITICAL)

@@ -10,9 +10,13 @@ The main process has already created the study (provenance, the queued reference
 options, and runs trials until the shared budget of ``--trials`` is spent or ``--timeout``
 passes. Workers send progress events to the main process, which owns the display.
 
-Ctrl-C: workers ignore the terminal's SIGINT; the main process catches it and sends each
-worker SIGTERM once, which the worker turns into the same KeyboardInterrupt a single-process
-run gets (the running trial is stored as failed, "interrupted").
+Ctrl-C: workers ignore the terminal's SIGINT (from their start); the main process catches it
+(or SIGTERM) and sends each worker SIGTERM once, which the worker turns into the same
+KeyboardInterrupt a single-process run gets (the running trial is stored as failed,
+"interrupted"). Python drops an exception raised while it runs a garbage-collection callback,
+so a signal landing there would be lost: the worker also remembers it was told to stop and
+stops at the end of the epoch at the latest. A worker whose main process is gone (killed)
+stops the same way within a second, instead of training on alone.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -31,28 +36,50 @@ import optuna
 import torch
 
 from tuner.engine import EpochResult
-from tuner.errors import StudyError, TrialFailed, TunerError
+from tuner.errors import StudyError, TrialFailed, TunerError, quiet_libraries
 from tuner.objective import Listener
 from tuner.study import best_trial
 
 MAX_JOBS = 64
 
 
+_stopping = False  # set in a worker by its first SIGTERM
+
+
 class _Forward:
-    """Listener in a worker: sends the events to the main process."""
+    """Listener in a worker: sends the events to the main process. Between epochs it is also
+    where a stop whose KeyboardInterrupt Python dropped takes effect."""
 
     def __init__(self, events: Any) -> None:
         self.events = events
 
     def trial_started(self, number: int, hp: dict[str, Any], reference: bool) -> None:
+        if _stopping:
+            raise KeyboardInterrupt
         self.events.put(("started", number, hp, reference))
 
     def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None:
         self.events.put(("epoch", number, epoch, epochs, result))
+        if _stopping:
+            raise KeyboardInterrupt
 
 
 def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM in a worker: stop as Ctrl-C stops a single-process run. Only the first one
+    raises, so that a second cannot cut short the storing of the interrupted trial."""
+    global _stopping
+    if _stopping:
+        return
+    _stopping = True
     raise KeyboardInterrupt
+
+
+def _watch_parent(parent: int, events: Any) -> None:
+    """Stop this worker when the main process is gone (killed: it could not tell us)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    events.cancel_join_thread()  # nobody reads the events now: do not wait on them at exit
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _claim(tickets: Any, budget: int | None) -> bool:
@@ -65,10 +92,11 @@ def _claim(tickets: Any, budget: int | None) -> bool:
 
 
 def _worker(index: int, options: Any, budget: int | None, deadline: float | None, threads: int | None,
-            tickets: Any, events: Any) -> None:
+            tickets: Any, events: Any, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides; see the module doc
     signal.signal(signal.SIGTERM, _interrupt)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    threading.Thread(target=_watch_parent, args=(parent, events), name="tuner-watch-parent", daemon=True).start()
+    quiet_libraries()
     if threads is not None:
         torch.set_num_threads(threads)
     from tuner.run import make_sampler, prepare_study
@@ -82,9 +110,11 @@ def _worker(index: int, options: Any, budget: int | None, deadline: float | None
         def finished(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             events.put(("finished", trial))
 
-        while (deadline is None or time.time() < deadline) and _claim(tickets, budget):
+        while not _stopping and (deadline is None or time.time() < deadline) and _claim(tickets, budget):
             prepared.study.optimize(prepared.objective, n_trials=1, catch=(TrialFailed,),
                                     callbacks=[finished], gc_after_trial=False)
+        if _stopping:
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         events.put(("stopped", index))
         return
@@ -117,13 +147,21 @@ def run_parallel(
     if device_type == "cpu":  # share the cores instead of oversubscribing them
         threads = max(1, (os.cpu_count() or 1) // jobs)
     worker_options = replace(options, trials=trials)
-    workers = [ctx.Process(target=_worker, args=(i, worker_options, trials, deadline, threads, tickets, events),
-                           name=f"tuner-worker-{i}", daemon=True) for i in range(jobs)]
-    for w in workers:
-        w.start()
+    workers = [ctx.Process(target=_worker, name=f"tuner-worker-{i}", daemon=True,
+                           args=(i, worker_options, trials, deadline, threads, tickets, events, os.getpid()))
+               for i in range(jobs)]
+    # A worker takes seconds to import torch before _worker can ignore SIGINT itself; started
+    # with SIGINT ignored, it ignores the terminal's Ctrl-C from its first instruction (an
+    # ignored signal stays ignored across exec). Ctrl-C in these few milliseconds is lost.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for w in workers:
+            w.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     errors: list[str] = []
     ended: set[int] = set()
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None
     while len(ended) < jobs:
         try:
             try:
@@ -147,16 +185,16 @@ def run_parallel(
                 errors.append(event[2])
             elif kind in ("done", "stopped"):
                 ended.add(event[1])
-        except KeyboardInterrupt:
-            if not interrupted:
-                interrupted = True
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (tuner.cli.Terminated)
+            if interrupted is None:
+                interrupted = e
                 for i, w in enumerate(workers):
                     if i not in ended and w.is_alive():
                         os.kill(w.pid, signal.SIGTERM)
     for w in workers:
         w.join()
-    if interrupted:
-        raise KeyboardInterrupt
+    if interrupted is not None:
+        raise interrupted
     if errors:
         raise TunerError(errors[0])
 
