@@ -7,6 +7,9 @@ everything else in the trial (sampling, storage, model build, pruning, bookkeepi
 Also counts the SQL writes each trial makes, per epoch.
 
     python benchmarks/study_overhead.py                      # mlp-mnist, 3 epochs, 3 trials per size
+
+Then TPE's sampling time by storage, and a trial's bookkeeping alone (training a no-op) with and
+without the heartbeat that lets a killed trial be found.
 """
 
 from __future__ import annotations
@@ -130,6 +133,29 @@ def sampling_ms(space, n_stored: int, epochs: int, storage: str | None, snapshot
     return (time.perf_counter() - started) / 5 * 1000
 
 
+def bookkeeping_ms(n_stored: int, args, heartbeat: bool, trials: int = 20) -> float:
+    """Milliseconds per trial with training replaced by a no-op: everything tuner does around
+    the epochs, with Optuna's heartbeat (tuner's default) or without it."""
+    folder = Path(tempfile.mkdtemp())
+    options = OptimizeOptions(plugin=args.plugin, db=str(folder / "s.db"), epochs=args.epochs, max_train=2000,
+                              device="cpu", data_dir=str(args.data_dir), seed=0, pruner=args.pruner)
+    prepared = prepare_study(options)
+    prepared.study.add_trials(fake_trials(prepared.objective.space, n_stored, args.epochs))
+    prepared.study.tell(prepared.study.ask(), state=optuna.trial.TrialState.FAIL)
+    if not heartbeat:
+        prepared.study._storage._backend.heartbeat_interval = None
+    rng = random.Random(0)
+    original = engine.Trainer.epoch
+    engine.Trainer.epoch = lambda self: engine.EpochResult(0.5, 0.5, rng.uniform(0.1, 0.9), 0.01)
+    try:
+        run_study(prepared, 2, None)  # warm
+        started = time.perf_counter()
+        run_study(prepared, trials, None)
+        return (time.perf_counter() - started) / trials * 1000
+    finally:
+        engine.Trainer.epoch = original
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, plugin="mlp-mnist", trials=3, epochs=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
@@ -153,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
               sampling_ms(space, n, args.epochs, str(Path(tempfile.mkdtemp()) / "s.db")),
               sampling_ms(space, n, args.epochs, str(Path(tempfile.mkdtemp()) / "s.db"), snapshot=True)]
         print(f"{n:>8}{ms[0]:>11.1f}{ms[1]:>9.1f}{ms[2]:>26.1f}")
+    print("A whole trial with training replaced by a no-op (tuner's bookkeeping alone), ms, best of 3:")
+    print(f"{'stored':>8}{'no heartbeat':>14}{'heartbeat (tuner)':>19}{'ratio':>8}")
+    for n in args.sizes:
+        off = min(bookkeeping_ms(n, args, heartbeat=False) for _ in range(3))
+        on = min(bookkeeping_ms(n, args, heartbeat=True) for _ in range(3))
+        print(f"{n:>8}{off:>14.1f}{on:>19.1f}{on / off:>7.2f}×")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 
 import click
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tuner import __version__
-from tuner.errors import TunerError
+from tuner.errors import TunerError, quiet_libraries
 
 # Off a terminal (logs, CI, pipes) tables get room instead of an 80-column squeeze.
 out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
@@ -111,6 +112,8 @@ def optimize(plugin: str, trials: int, study: str | None, db: str | None, storag
     from tuner.console import StudyProgress
     from tuner.run import OptimizeOptions, measure_test_accuracy, prepare_study, run_study
 
+    # `kill`, a scheduler's preemption, systemd: stop as Ctrl-C does, the running trials stored.
+    signal.signal(signal.SIGTERM, _terminate)
     options = OptimizeOptions(
         plugin=plugin, trials=trials, study=study, db=db, storage=storage, timeout=timeout,
         epochs=epochs, seed=seed, device=device, data_dir=data_dir, max_train=max_train,
@@ -127,12 +130,12 @@ def optimize(plugin: str, trials: int, study: str | None, db: str | None, storag
         f"{prepared.device}{f' · {jobs} trials at once' if jobs > 1 else ''} · {s['epochs']} epochs/trial · "
         f"{len(prepared.data.train_y):,} train / {len(prepared.data.val_y):,} validation examples"
     )
-    interrupted = False
+    interrupted = terminated = False
     with progress:
         try:
             run_study(prepared, trials, timeout, callbacks=[progress], jobs=jobs)
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as e:
+            interrupted, terminated = True, isinstance(e, Terminated)
     if interrupted:
         err.print(f"interrupted: the running trial{'s are' if jobs > 1 else ' is'} stored as failed; "
                   "run the same command to resume")
@@ -140,7 +143,15 @@ def optimize(plugin: str, trials: int, study: str | None, db: str | None, storag
         measure_test_accuracy(prepared)
     _print_summary(prepared.study, prepared.location.shown)
     if interrupted:
-        sys.exit(130)
+        sys.exit(128 + signal.SIGTERM if terminated else 130)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is (exit status 143 instead of 130)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def _print_summary(study, db_shown: str, top: int = 10) -> None:
@@ -237,8 +248,6 @@ def trials_command(db: str, study: str | None, state: tuple[str, ...], sort: str
 
 # ---------------------------------------------------------------------------------------------
 def _setup_logging() -> None:
-    import optuna
-
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("note: %(message)s"))
     for name in ("tuner", "tuner_plugins"):
@@ -246,10 +255,7 @@ def _setup_logging() -> None:
         logger.setLevel(logging.INFO)
         logger.addHandler(handler)
         logger.propagate = False
-    # torch.compile on a CPU-only machine warns that it found no CUDA runtime: true and harmless.
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    # The console reports trials itself; Optuna's own lines would repeat them.
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    quiet_libraries()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as e:
         err.print(f"error: {e.format_message()}", soft_wrap=True)
         return e.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, KeyboardInterrupt) as e:
         err.print("interrupted")
-        return 130
+        return 128 + signal.SIGTERM if isinstance(e, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -89,11 +89,11 @@ class Objective:
         return hyperparameters(sample(trial, self.space)), False
 
     def __call__(self, trial: optuna.Trial) -> float:
-        hp, is_reference = self.hyperparameters_for(trial)
-        trial.set_user_attr("hparams", hp.as_dict())
-        self.listener.trial_started(trial.number, hp.as_dict(), is_reference)
         trainer = None
         try:
+            hp, is_reference = self.hyperparameters_for(trial)
+            trial.set_user_attr("hparams", hp.as_dict())
+            self.listener.trial_started(trial.number, hp.as_dict(), is_reference)
             torch.manual_seed(trial_seed(self.seed, trial.number))
             model = self.arch.build(self.data.shape, hp)
             trainer = Trainer(model, hp, self.data, seed=trial_seed(self.seed, trial.number),
@@ -112,11 +112,15 @@ class Objective:
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted")
             raise
+        except (TrialFailed, optuna.TrialPruned):
+            raise
         except Exception as e:
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+            # Stored so that a failed trial always says why (one without a reason was killed).
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {first}" if first else type(e).__name__)
             if self.compile and type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
                 # Not this trial's fault: every trial would fail the same way.
-                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                raise UsageError(f"--compile: torch.compile failed ({type(e).__name__}: {first[:200]}); "
+                raise UsageError(f"--compile: torch.compile failed ({type(e).__name__}: {first}); "
                                  "run without --compile") from e
             raise
 

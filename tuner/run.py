@@ -231,7 +231,7 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None) ->
     location = locate(study_name, options.db, options.storage)
 
     # Peek at a stored study's settings before creating anything.
-    storage = storage_for(location, create=True)
+    storage = storage_for(location, create=True, heartbeat=True)
     existing = {s.study_name: s for s in storage.get_all_studies()}
     stored: dict[str, Any] = {}
     if study_name in existing:
@@ -299,10 +299,10 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None) ->
 
 def _reference_still_owed(study: optuna.Study) -> bool:
     """True for a new study, and for one whose reference trial was interrupted (Ctrl-C during
-    trial 0): every study gets its baseline. A reference that failed on its own (a NaN loss)
-    is not retried."""
+    trial 0) or killed: every study gets its baseline. A reference that failed on its own (a
+    NaN loss) is not retried."""
     references = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(REFERENCE_ATTR)]
-    return all(t.state.name == "FAIL" and t.user_attrs.get("fail_reason") == "interrupted"
+    return all(t.state.name == "FAIL" and t.user_attrs.get("fail_reason", "interrupted") == "interrupted"
                for t in references)
 
 

@@ -1,0 +1,69 @@
+"""Stopping a study from outside: SIGTERM (a scheduler, `kill`) and a process killed outright."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+from conftest import TUNER, run_tuner, wait_for_trials
+
+from tuner import study as study_module
+from tuner.run import OptimizeOptions, prepare_study, run_study
+
+ARGS = ["optimize", "--plugin", "mlp-digits", "--trials", "50", "--quiet"]
+
+
+def load(db: Path) -> optuna.Study:
+    return optuna.load_study(study_name="mlp-digits", storage=f"sqlite:///{db}")
+
+
+def start_and_wait_for_trial_zero(tmp_path: Path, epochs: int) -> subprocess.Popen:
+    env = {**os.environ, "TUNER_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([TUNER, *ARGS, "--epochs", str(epochs)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:  # until trial 0 (the reference) has an epoch stored
+        wait_for_trials(tmp_path / "studies" / "mlp-digits.db", "mlp-digits",
+                        lambda trials: trials and trials[0].user_attrs.get("history"), timeout=120)
+    except AssertionError:
+        proc.kill()
+        raise
+    return proc
+
+
+def test_sigterm_stops_like_ctrl_c(tmp_path):
+    proc = start_and_wait_for_trial_zero(tmp_path, epochs=300)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr and "interrupted: the running trial is stored as failed" in stderr
+    assert "Top" in stdout  # the summary still prints
+    trial = load(tmp_path / "studies" / "mlp-digits.db").trials[0]
+    assert trial.state.name == "FAIL" and trial.user_attrs["fail_reason"] == "interrupted"
+
+
+def test_a_killed_trial_is_failed_as_killed_and_the_reference_runs_again(tmp_path, monkeypatch):
+    proc = start_and_wait_for_trial_zero(tmp_path, epochs=100)  # a few seconds of training
+    proc.kill()  # SIGKILL: nothing in the process runs any more
+    proc.communicate(timeout=60)
+    db = tmp_path / "studies" / "mlp-digits.db"
+    assert load(db).trials[0].state.name == "RUNNING"  # what the process left behind
+
+    # The next run fails it once its heartbeat is older than the grace period (60 s; 1 s here).
+    monkeypatch.setattr(study_module, "GRACE_S", 1)
+    time.sleep(2.5)  # SQLite's clock has whole seconds
+    options = OptimizeOptions(plugin="mlp-digits", db=str(db), epochs=100, trials=1,
+                              data_dir=str(tmp_path / "data"))
+    run_study(prepare_study(options), 1, None)
+    trials = load(db).trials
+    assert trials[0].state.name == "FAIL" and "fail_reason" not in trials[0].user_attrs
+    assert trials[1].user_attrs.get("reference") and trials[1].state.name == "COMPLETE"  # the baseline again
+    assert [t.state.name for t in trials if t.state.name == "RUNNING"] == []
+
+    shown = run_tuner("trials", str(db), cwd=tmp_path, check=True).stdout
+    assert "killed" in shown
+    summary = run_tuner("best", str(db), "--json", cwd=tmp_path, check=True).stdout
+    assert '"reference_trial": 1' in summary
