@@ -18,6 +18,18 @@ from torch import nn
 from tuner.contract import Hyperparameters
 from tuner.data import PreparedData
 
+# torch.compile keys its graphs on shapes, and a study changes them: batch sizes, the last
+# partial batch, layer widths, training and evaluation (two graphs per shape). With torch's
+# limit of 8 recompiles a width-searching study (netwidth-digits) hit it in its third trial,
+# printed torch's warning and ran every later trial uncompiled. 64 keeps --compile compiling.
+RECOMPILE_LIMIT = 64
+
+
+def tune_compiler_for_studies() -> None:
+    import torch._dynamo.config as dynamo
+
+    dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
+
 
 @dataclass(frozen=True)
 class EpochResult:
@@ -102,6 +114,7 @@ class Trainer:
         memory_format = torch.channels_last if cuda else torch.contiguous_format
         self.model = model.to(self.device, memory_format=memory_format)
         if compile:
+            tune_compiler_for_studies()
             self.model.compile()
         self.hp = hp
         self.data = data
