@@ -18,6 +18,7 @@ import random
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -162,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pruner", default="median", help="none: every trial trains all its epochs")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    # The set-up below adds trials with ask/tell, which Optuna warns about under a heartbeat.
+    warnings.filterwarnings("ignore", message="Heartbeat of storage")
     print(f"{args.plugin}, {args.epochs} epochs per trial, pruner {args.pruner}, {args.trials} trials measured "
           "per size, CPU")
     print(f"{'stored':>8}{'trial s':>10}{'overhead s':>12}{'overhead %':>12}{'epochs':>8}"
