@@ -117,7 +117,11 @@ def test_workers_ignore_ctrl_c_from_their_first_instruction(tmp_path):
 def test_workers_stop_when_the_main_process_is_killed(tmp_path):
     proc = start_jobs(tmp_path)
     db = tmp_path / "studies" / "mlp-digits.db"
-    wait_for_trials(db, "mlp-digits", lambda trials: training(trials) == 2)
+    try:
+        wait_for_trials(db, "mlp-digits", lambda trials: training(trials) == 2)
+    except AssertionError:
+        proc.kill()
+        raise AssertionError(proc.communicate(timeout=60)[1]) from None
     workers = [pid for pid, cmd in children(proc.pid).items() if "spawn_main" in cmd]
     assert len(workers) == 2
     proc.kill()  # the main process alone, without a chance to tell its workers

@@ -128,6 +128,9 @@ def _fast_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # --jobs workers and every trial's heartbeat thread write to one file: wait for the lock
+    # (30 s) rather than fail a trial with "database is locked" after sqlite3's default 5 s.
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
