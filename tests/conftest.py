@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -33,15 +34,31 @@ def run_tuner(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout:
     return proc
 
 
-def wait_for_trials(db: Path, study: str, ready, timeout: float = 180) -> list:
-    """Poll a study that a running ``tuner optimize`` writes until ``ready(trials)`` holds."""
+def wait_for_trials(db: Path, study: str, ready, timeout: float = 180,
+                    proc: subprocess.Popen | None = None) -> list:
+    """Poll a study that a running ``tuner optimize`` (``proc``) writes until ``ready(trials)``
+    holds. Polls with plain ``optuna.load_study``, as a user's script would, from the moment the
+    file appears. If ``proc`` ends first, or time runs out, the failure shows what it printed."""
     import time
 
     import optuna
 
+    def gave_up(why: str) -> AssertionError:
+        if proc is None:
+            return AssertionError(f"{db}: {why}")
+        if proc.poll() is None:
+            if os.getpgid(proc.pid) == proc.pid:  # its own group (start_new_session): workers too
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+        out, err = proc.communicate(timeout=60)
+        return AssertionError(f"{db}: {why}; tuner exited {proc.returncode}:\n{out}\n{err}")
+
     deadline = time.time() + timeout
     while time.time() < deadline:
         time.sleep(0.2)
+        if proc is not None and proc.poll() is not None:
+            raise gave_up("the run ended before the trials got there")
         if not db.exists():  # loading would create it
             continue
         try:
@@ -50,7 +67,7 @@ def wait_for_trials(db: Path, study: str, ready, timeout: float = 180) -> list:
             continue
         if ready(trials):
             return trials
-    raise AssertionError(f"{db}: the trials never got there")
+    raise gave_up(f"the trials never got there in {timeout:.0f} s")
 
 
 def training(trials: list) -> int:

@@ -7,9 +7,13 @@ study database, read-only, so that a wrong or corrupt file is reported and left 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
 import sqlite3
+import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.errors import StudyError, UsageError
 from tuner.objective import REFERENCE_ATTR
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; concurrent creation is then Optuna's own race
+    fcntl = None  # type: ignore[assignment]
 
 STUDIES_DIR = Path("studies")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -99,28 +108,72 @@ def storage_for(location: Location, *, create: bool, heartbeat: bool = False) ->
     """An RDB storage; an existing SQLite file is checked first and never 'repaired'.
 
     ``heartbeat``: for a process that runs trials (see HEARTBEAT_S)."""
-    if location.db_path is not None:
-        exists = location.db_path.exists() and location.db_path.stat().st_size > 0
-        if exists or not create:
-            check_database_file(location.db_path)
-        else:
-            location.db_path.parent.mkdir(parents=True, exist_ok=True)
     beat: dict[str, Any] = {}
     if heartbeat:
         beat = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S,
                 "heartbeat_stale_trial_callback": _killed_trial}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(location.url, skip_table_creation=not create, **beat)
-    except Exception as e:  # SQLAlchemy and Optuna raise many kinds; all mean "cannot open"
-        raise StudyError(f"cannot open {location.shown}: {type(e).__name__}: {e}") from None
+    with _file_lock(location.db_path, exclusive=create):
+        if location.db_path is not None:
+            exists = location.db_path.exists() and location.db_path.stat().st_size > 0
+            if exists or not create:
+                check_database_file(location.db_path)
+            else:
+                location.db_path.parent.mkdir(parents=True, exist_ok=True)
+        storage = _open_rdb(location, create, beat)
     if create and location.url.startswith("sqlite:"):
         # Every trial commits a few rows per epoch. In SQLite's default mode each commit is
         # a full fsync; write-ahead logging with synchronous=NORMAL keeps the file consistent
         # through crashes and costs a fraction of that. Read-only commands leave the mode alone.
         sqlalchemy.event.listen(storage.engine, "connect", _fast_sqlite)
+        sqlalchemy.event.listen(storage.engine, "begin", _begin_immediate)
         storage.engine.dispose()  # pooled connections were opened without it
+    return storage
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path | None, *, exclusive: bool) -> Iterator[None]:
+    """While a process creates or opens a study file: an exclusive lock to create (the first
+    of two terminals makes the tables, the second finds them), a shared one to open (a reader
+    never sees a half-made file). flock(2), which SQLite's own fcntl locks do not notice."""
+    if path is None or fcntl is None:
+        yield
+        return
+    try:
+        if exclusive:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # never truncates
+        else:
+            fd = os.open(path, os.O_RDONLY)
+    except OSError:  # missing, a folder, no permission: the checks after say which, clearly
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+_CREATE_ATTEMPTS = 5
+
+
+def _open_rdb(location: Location, create: bool, beat: dict[str, Any]) -> optuna.storages.RDBStorage:
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(location.url, skip_table_creation=not create, **beat)
+            break
+        except Exception as e:  # SQLAlchemy and Optuna raise many kinds; all mean "cannot open"
+            # Another program creating the same new file without tuner's lock (a script calling
+            # optuna.load_study on it) races on CREATE TABLE and the schema version row; the
+            # loser tries again and finds them made.
+            racing = "already exists" in str(e) or "UNIQUE constraint failed: alembic" in str(e)
+            if create and racing and attempt + 1 < _CREATE_ATTEMPTS:
+                time.sleep(0.1 * (attempt + 1))
+                continue
+            reason = str(getattr(e, "orig", None) or e).splitlines()[0]  # not SQLAlchemy's SQL dump
+            raise StudyError(f"cannot open {location.shown}: {type(e).__name__}: {reason}") from None
     return storage
 
 
@@ -132,6 +185,15 @@ def _fast_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # (30 s) rather than fail a trial with "database is locked" after sqlite3's default 5 s.
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+    # sqlite3 would BEGIN only before the first write, so Optuna's read-then-write sessions
+    # are not atomic: two --jobs workers both read a queued trial as WAITING and both run it
+    # (Optuna: "Cannot tell a COMPLETE trial"). SQLAlchemy's recipe: sqlite3 begins nothing,
+    # _begin_immediate begins every transaction holding the write lock.
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(connection: sqlalchemy.Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _killed_trial(study: optuna.Study, trial: FrozenTrial) -> None:
