@@ -159,7 +159,8 @@ def test_ctrl_c_records_the_trial_as_interrupted_and_the_study_resumes(tmp_path)
                             stderr=subprocess.PIPE, text=True)
     db = tmp_path / "studies" / "mlp-digits.db"
     # until trial 0 (the reference) has an epoch stored
-    wait_for_trials(db, "mlp-digits", lambda trials: trials and trials[-1].user_attrs.get("history"), timeout=120)
+    wait_for_trials(db, "mlp-digits", lambda trials: trials and trials[-1].user_attrs.get("history"), timeout=120,
+                    proc=proc)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr

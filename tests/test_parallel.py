@@ -49,7 +49,7 @@ def test_ctrl_c_stops_every_worker_and_the_study_resumes(tmp_path):
     proc = subprocess.Popen([TUNER, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     db = tmp_path / "studies" / "mlp-digits.db"
-    wait_for_trials(db, "mlp-digits", lambda trials: training(trials) == 2)
+    wait_for_trials(db, "mlp-digits", lambda trials: training(trials) == 2, proc=proc)
     os.killpg(proc.pid, signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
@@ -117,11 +117,7 @@ def test_workers_ignore_ctrl_c_from_their_first_instruction(tmp_path):
 def test_workers_stop_when_the_main_process_is_killed(tmp_path):
     proc = start_jobs(tmp_path)
     db = tmp_path / "studies" / "mlp-digits.db"
-    try:
-        wait_for_trials(db, "mlp-digits", lambda trials: training(trials) == 2)
-    except AssertionError:
-        proc.kill()
-        raise AssertionError(proc.communicate(timeout=60)[1]) from None
+    wait_for_trials(db, "mlp-digits", lambda trials: training(trials) == 2, proc=proc)
     workers = [pid for pid, cmd in children(proc.pid).items() if "spawn_main" in cmd]
     assert len(workers) == 2
     proc.kill()  # the main process alone, without a chance to tell its workers

@@ -25,12 +25,9 @@ def start_and_wait_for_trial_zero(tmp_path: Path, epochs: int) -> subprocess.Pop
     env = {**os.environ, "TUNER_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([TUNER, *ARGS, "--epochs", str(epochs)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    try:  # until trial 0 (the reference) has an epoch stored
-        wait_for_trials(tmp_path / "studies" / "mlp-digits.db", "mlp-digits",
-                        lambda trials: trials and trials[0].user_attrs.get("history"), timeout=120)
-    except AssertionError:
-        proc.kill()
-        raise
+    # until trial 0 (the reference) has an epoch stored
+    wait_for_trials(tmp_path / "studies" / "mlp-digits.db", "mlp-digits",
+                    lambda trials: trials and trials[0].user_attrs.get("history"), timeout=120, proc=proc)
     return proc
 
 
