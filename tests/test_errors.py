@@ -114,6 +114,13 @@ def test_impossible_values_leave_the_database_alone(args, expected, db):
     assert digest(db) == before
 
 
+def test_an_in_memory_database_is_refused_before_anything_is_written(tmp_path):
+    line = one_error_line(run_tuner("optimize", "--plugin", "mlp-digits", "--storage", "sqlite:///:memory:",
+                                    cwd=tmp_path))
+    assert "in-memory database" in line and "--db PATH" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # not even a file named ':memory:'
+
+
 def test_a_study_of_another_plugin_is_not_mixed_in(db):
     before = digest(db)
     line = one_error_line(run_tuner("optimize", "--plugin", "lenet-digits", "--db", str(db),

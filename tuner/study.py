@@ -62,6 +62,9 @@ def locate(study_name: str, db: str | None = None, storage: str | None = None) -
     if db and storage:
         raise UsageError("give --db PATH or --storage URL, not both")
     if storage:
+        if storage in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
+            raise UsageError(f"--storage {storage} is an in-memory database: it keeps nothing once the run "
+                             "ends; give a file, --db PATH or --storage sqlite:///PATH")
         if storage.startswith("sqlite:///"):
             return Location(storage, Path(storage.removeprefix("sqlite:///")), study_name)
         return Location(storage, None, study_name)
