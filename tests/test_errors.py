@@ -121,6 +121,13 @@ def test_an_in_memory_database_is_refused_before_anything_is_written(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # not even a file named ':memory:'
 
 
+def test_a_database_path_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    line = one_error_line(run_tuner("optimize", "--plugin", "mlp-digits", "--db", "notes.txt/x.db", cwd=tmp_path))
+    assert "cannot create the folder notes.txt" in line and "--db" in line
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_a_study_of_another_plugin_is_not_mixed_in(db):
     before = digest(db)
     line = one_error_line(run_tuner("optimize", "--plugin", "lenet-digits", "--db", str(db),

@@ -115,13 +115,17 @@ def storage_for(location: Location, *, create: bool, heartbeat: bool = False) ->
     if heartbeat:
         beat = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S,
                 "heartbeat_stale_trial_callback": _killed_trial}
+    if create and location.db_path is not None:
+        try:
+            location.db_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StudyError(f"cannot create the folder {location.db_path.parent} ({e.strerror}); "
+                             "give --db a path in a folder you can write") from None
     with _file_lock(location.db_path, exclusive=create):
         if location.db_path is not None:
             exists = location.db_path.exists() and location.db_path.stat().st_size > 0
             if exists or not create:
                 check_database_file(location.db_path)
-            else:
-                location.db_path.parent.mkdir(parents=True, exist_ok=True)
         storage = _open_rdb(location, create, beat)
     if create and location.url.startswith("sqlite:"):
         # Every trial commits a few rows per epoch. In SQLite's default mode each commit is
@@ -142,11 +146,8 @@ def _file_lock(path: Path | None, *, exclusive: bool) -> Iterator[None]:
         yield
         return
     try:
-        if exclusive:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # never truncates
-        else:
-            fd = os.open(path, os.O_RDONLY)
+        flags = os.O_RDWR | os.O_CREAT if exclusive else os.O_RDONLY  # O_CREAT never truncates
+        fd = os.open(path, flags, 0o644)
     except OSError:  # missing, a folder, no permission: the checks after say which, clearly
         yield
         return
