@@ -143,11 +143,13 @@ def optimize(plugin: str, trials: int, study: str | None, db: str | None, storag
         measure_test_accuracy(prepared)
     _print_summary(prepared.study, prepared.location.shown)
     if interrupted:
-        sys.exit(128 + signal.SIGTERM if terminated else 130)
+        sys.exit(Terminated.exit_status if terminated else 130)
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled as Ctrl-C is (exit status 143 instead of 130)."""
+
+    exit_status = 128 + signal.SIGTERM
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -282,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt) as e:
         err.print("interrupted")
-        return 128 + signal.SIGTERM if isinstance(e, Terminated) else 130
+        return Terminated.exit_status if isinstance(e, Terminated) else 130
 
 
 if __name__ == "__main__":
