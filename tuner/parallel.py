@@ -99,7 +99,7 @@ def _worker(index: int, options: Any, budget: int | None, deadline: float | None
     quiet_libraries()
     if threads is not None:
         torch.set_num_threads(threads)
-    from tuner.run import make_sampler, prepare_study
+    from tuner.run import LongLivedHeap, make_sampler, prepare_study
 
     try:
         prepared = prepare_study(options, listener=_Forward(events))
@@ -110,9 +110,10 @@ def _worker(index: int, options: Any, budget: int | None, deadline: float | None
         def finished(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             events.put(("finished", trial))
 
-        while not _stopping and (deadline is None or time.time() < deadline) and _claim(tickets, budget):
-            prepared.study.optimize(prepared.objective, n_trials=1, catch=(TrialFailed,),
-                                    callbacks=[finished], gc_after_trial=False)
+        with LongLivedHeap() as heap:
+            while not _stopping and (deadline is None or time.time() < deadline) and _claim(tickets, budget):
+                prepared.study.optimize(prepared.objective, n_trials=1, catch=(TrialFailed,),
+                                        callbacks=[finished, heap], gc_after_trial=False)
         if _stopping:
             raise KeyboardInterrupt
     except KeyboardInterrupt:
