@@ -8,13 +8,20 @@ Also counts the SQL writes each trial makes, per epoch.
 
     python benchmarks/study_overhead.py                      # mlp-mnist, 3 epochs, 3 trials per size
 
-Then TPE's sampling time by storage, and a trial's bookkeeping alone (training a no-op) with and
-without the heartbeat that lets a killed trial be found.
+Then Python's full garbage collections in a study of short real trials, side by side: with the
+collector as a plain script has it, and as tuner runs trials (its start-up heap frozen,
+tuner.run.LongLivedHeap). Then TPE's sampling time by storage, and a trial's bookkeeping
+alone (training a no-op), again with and without the frozen heap.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import gc
+import json
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +35,7 @@ from sqlalchemy import event
 
 from tuner import engine
 from tuner import objective as objective_module
+from tuner import run as run_module
 from tuner.contract import Choice, FloatRange, IntRange
 from tuner.registry import registry
 from tuner.run import OptimizeOptions, make_sampler, prepare_study, run_study
@@ -59,6 +67,46 @@ def fake_trials(space, n: int, epochs: int) -> list[optuna.trial.FrozenTrial]:
             user_attrs={"hparams": params, "history": history},
         ))
     return out
+
+
+@contextlib.contextmanager
+def heap(freeze: bool):
+    """tuner's LongLivedHeap() entered before the clock starts (its first collection is a cost
+    per study, reported apart), or none at all: Python's collector as a plain script has it."""
+    original = run_module.LongLivedHeap
+    try:
+        if freeze:
+            with original() as entered:
+                run_module.LongLivedHeap = lambda: contextlib.nullcontext(entered)
+                yield
+        else:
+            run_module.LongLivedHeap = lambda: contextlib.nullcontext(lambda study, trial: None)
+            yield
+    finally:
+        run_module.LongLivedHeap = original
+
+
+@contextlib.contextmanager
+def full_collections():
+    """Counts Python's full (generation 2) garbage collections and their seconds."""
+    seen = {"count": 0, "s": 0.0, "started": 0.0, "longest": 0.0}
+
+    def callback(phase, info):
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            seen["started"] = time.perf_counter()
+        else:
+            took = time.perf_counter() - seen["started"]
+            seen["count"] += 1
+            seen["s"] += took
+            seen["longest"] = max(seen["longest"], took)
+
+    gc.callbacks.append(callback)
+    try:
+        yield seen
+    finally:
+        gc.callbacks.remove(callback)
 
 
 def measure(n_stored: int, args) -> dict[str, float]:
@@ -103,9 +151,10 @@ def measure(n_stored: int, args) -> dict[str, float]:
     engine.Trainer.epoch = timed_epoch
     objective_module.Objective._train = train_and_flag
     try:
-        started = time.perf_counter()
-        run_study(prepared, args.trials, None)
-        total = time.perf_counter() - started
+        with heap(freeze=True), full_collections() as collections:
+            started = time.perf_counter()
+            run_study(prepared, args.trials, None)
+            total = time.perf_counter() - started
     finally:
         engine.Trainer.epoch = original
         objective_module.Objective._train = original_train
@@ -114,7 +163,34 @@ def measure(n_stored: int, args) -> dict[str, float]:
     return {"trial_s": total / args.trials, "overhead_s": (total - training) / args.trials,
             "share": (total - training) / total, "writes_per_epoch": writes["epoch"] / max(epochs_run, 1),
             "writes_per_trial": writes["trial"] / args.trials,
-            "epochs": epochs_run / args.trials}
+            "epochs": epochs_run / args.trials, "gc_count": collections["count"] / args.trials,
+            "gc_ms": 1000 * collections["s"] / args.trials}
+
+
+def collections_in_study(n_stored: int, args, freeze: bool) -> dict[str, float]:
+    """Full garbage collections while ``args.gc_trials`` short real trials run, with tuner's frozen
+    start-up heap or with Python's collector as a plain script has it. In a fresh process, as
+    `tuner optimize` runs: how often a full collection comes depends on the heap's history."""
+    child = [sys.executable, __file__, "--gc-child", str(n_stored), "frozen" if freeze else "plain",
+             "--plugin", args.plugin, "--data-dir", str(args.data_dir), "--gc-trials", str(args.gc_trials),
+             "--gc-max-train", str(args.gc_max_train), "--gc-epochs", str(args.gc_epochs)]
+    done = subprocess.run(child, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _collections_in_this_process(n_stored: int, args, freeze: bool) -> dict[str, float]:
+    folder = Path(tempfile.mkdtemp())
+    options = OptimizeOptions(plugin=args.plugin, db=str(folder / "s.db"), epochs=args.gc_epochs,
+                              max_train=args.gc_max_train, device="cpu", data_dir=str(args.data_dir), seed=0,
+                              pruner="none")
+    prepared = prepare_study(options)
+    prepared.study.add_trials(fake_trials(prepared.objective.space, n_stored, args.gc_epochs))
+    with heap(freeze), full_collections() as seen:
+        started = time.perf_counter()
+        run_study(prepared, args.gc_trials, None)
+        total = time.perf_counter() - started
+    return {"trial_s": total / args.gc_trials, "count": seen["count"],
+            "ms_per_trial": 1000 * seen["s"] / args.gc_trials, "longest_ms": 1000 * seen["longest"]}
 
 
 def sampling_ms(space, n_stored: int, epochs: int, storage: str | None, snapshot: bool = False) -> float:
@@ -134,25 +210,27 @@ def sampling_ms(space, n_stored: int, epochs: int, storage: str | None, snapshot
     return (time.perf_counter() - started) / 5 * 1000
 
 
-def bookkeeping_ms(n_stored: int, args, heartbeat: bool, trials: int = 20) -> float:
+def bookkeeping_ms(n_stored: int, args, freeze: bool, trials: int = 30) -> tuple[float, float, float]:
     """Milliseconds per trial with training replaced by a no-op: everything tuner does around
-    the epochs, with Optuna's heartbeat (tuner's default) or without it."""
+    the epochs (heartbeat included), with the start-up heap frozen as tuner runs trials or
+    not. Also full garbage collections per trial and their milliseconds per trial."""
     folder = Path(tempfile.mkdtemp())
     options = OptimizeOptions(plugin=args.plugin, db=str(folder / "s.db"), epochs=args.epochs, max_train=2000,
                               device="cpu", data_dir=str(args.data_dir), seed=0, pruner=args.pruner)
     prepared = prepare_study(options)
     prepared.study.add_trials(fake_trials(prepared.objective.space, n_stored, args.epochs))
     prepared.study.tell(prepared.study.ask(), state=optuna.trial.TrialState.FAIL)
-    if not heartbeat:
-        prepared.study._storage._backend.heartbeat_interval = None
     rng = random.Random(0)
     original = engine.Trainer.epoch
     engine.Trainer.epoch = lambda self: engine.EpochResult(0.5, 0.5, rng.uniform(0.1, 0.9), 0.01)
     try:
-        run_study(prepared, 2, None)  # warm
-        started = time.perf_counter()
-        run_study(prepared, trials, None)
-        return (time.perf_counter() - started) / trials * 1000
+        with heap(freeze):
+            run_study(prepared, 2, None)  # warm
+            with full_collections() as collections:
+                started = time.perf_counter()
+                run_study(prepared, trials, None)
+                ms = (time.perf_counter() - started) / trials * 1000
+        return ms, collections["count"] / trials, 1000 * collections["s"] / trials
     finally:
         engine.Trainer.epoch = original
 
@@ -161,19 +239,42 @@ def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, plugin="mlp-mnist", trials=3, epochs=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--pruner", default="median", help="none: every trial trains all its epochs")
+    parser.add_argument("--gc-trials", type=int, default=30, help="trials of the garbage-collection table")
+    parser.add_argument("--gc-max-train", type=int, default=5000)
+    parser.add_argument("--gc-epochs", type=int, default=2)
+    parser.add_argument("--gc-child", nargs=2, metavar=("STORED", "HEAP"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     # The set-up below adds trials with ask/tell, which Optuna warns about under a heartbeat.
     warnings.filterwarnings("ignore", message="Heartbeat of storage")
+    if args.gc_child:
+        stored, heap_kind = args.gc_child
+        print(json.dumps(_collections_in_this_process(int(stored), args, freeze=heap_kind == "frozen")))
+        return 0
     print(f"{args.plugin}, {args.epochs} epochs per trial, pruner {args.pruner}, {args.trials} trials measured "
           "per size, CPU")
-    print(f"{'stored':>8}{'trial s':>10}{'overhead s':>12}{'overhead %':>12}{'epochs':>8}"
-          f"{'writes/epoch':>14}{'other writes/trial':>20}")
+    print(f"{'stored':>8}{'trial s':>9}{'overhead s':>12}{'overhead %':>12}{'full GCs':>10}"
+          f"{'GC ms':>7}{'epochs':>8}{'writes/epoch':>14}{'other writes/trial':>20}")
     measure(args.sizes[0], args)  # warm-up: first-call costs of torch and SQLAlchemy stay out
     for n in args.sizes:
-        r = measure(n, args)
-        print(f"{n:>8}{r['trial_s']:>10.2f}{r['overhead_s']:>12.3f}{100 * r['share']:>11.2f}%"
-              f"{r['epochs']:>8.1f}{r['writes_per_epoch']:>14.1f}{r['writes_per_trial']:>20.1f}")
+        r = measure(n, args)  # full GCs and GC ms are per trial
+        print(f"{n:>8}{r['trial_s']:>9.2f}{r['overhead_s']:>12.3f}{100 * r['share']:>11.2f}%"
+              f"{r['gc_count']:>10.1f}{r['gc_ms']:>7.0f}{r['epochs']:>8.1f}"
+              f"{r['writes_per_epoch']:>14.1f}{r['writes_per_trial']:>20.1f}")
+    print(f"Python's full garbage collections in {args.gc_trials} short real trials ({args.gc_max_train} images, "
+          f"{args.gc_epochs} epochs), each study in a fresh process, side by side:")
+    print(f"{'stored':>8}{'heap':>8}{'trial s':>9}{'full GCs':>10}{'GC ms/trial':>13}{'longest GC ms':>15}")
+    for n in args.sizes:
+        for freeze in (False, True):
+            r = collections_in_study(n, args, freeze)
+            print(f"{n:>8}{'frozen' if freeze else 'plain':>8}{r['trial_s']:>9.2f}{r['count']:>10}"
+                  f"{r['ms_per_trial']:>13.1f}{r['longest_ms']:>15.0f}")
+    gc.collect()
+    started = time.perf_counter()
+    with run_module.LongLivedHeap():
+        once = time.perf_counter() - started
+    print(f"Once per study, before its first trial: one full collection and freeze, {1000 * once:.0f} ms "
+          "(and once more after the first trial: counted in the frozen rows above)")
     space = build_space(registry().architecture(args.plugin.rsplit("-", 1)[0]))
     print("TPE sampling of one trial's parameters (ask + sample + tell), ms:")
     print(f"{'stored':>8}{'in memory':>11}{'SQLite':>9}{'SQLite, one read (tuner)':>26}")
@@ -182,12 +283,18 @@ def main(argv: list[str] | None = None) -> int:
               sampling_ms(space, n, args.epochs, str(Path(tempfile.mkdtemp()) / "s.db")),
               sampling_ms(space, n, args.epochs, str(Path(tempfile.mkdtemp()) / "s.db"), snapshot=True)]
         print(f"{n:>8}{ms[0]:>11.1f}{ms[1]:>9.1f}{ms[2]:>26.1f}")
-    print("A whole trial with training replaced by a no-op (tuner's bookkeeping alone), ms, best of 3:")
-    print(f"{'stored':>8}{'no heartbeat':>14}{'heartbeat (tuner)':>19}{'ratio':>8}")
+    print("A whole trial with training replaced by a no-op (tuner's bookkeeping alone), ms per trial, "
+          "30 trials, best of 3, side by side:")
+    print(f"{'stored':>8}{'plain heap':>12}{'full GCs':>10}{'GC ms':>7}{'frozen (tuner)':>16}{'full GCs':>10}"
+          f"{'GC ms':>7}{'ratio':>8}")
     for n in args.sizes:
-        off = min(bookkeeping_ms(n, args, heartbeat=False) for _ in range(3))
-        on = min(bookkeeping_ms(n, args, heartbeat=True) for _ in range(3))
-        print(f"{n:>8}{off:>14.1f}{on:>19.1f}{on / off:>7.2f}×")
+        runs = {freeze: [] for freeze in (False, True)}
+        for _ in range(3):
+            for freeze in (False, True):
+                runs[freeze].append(bookkeeping_ms(n, args, freeze))
+        plain, frozen = min(runs[False]), min(runs[True])
+        print(f"{n:>8}{plain[0]:>12.1f}{plain[1]:>10.2f}{plain[2]:>7.1f}{frozen[0]:>16.1f}{frozen[1]:>10.2f}"
+              f"{frozen[2]:>7.1f}{plain[0] / frozen[0]:>7.2f}×")
     return 0
 
 
