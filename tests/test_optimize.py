@@ -130,6 +130,17 @@ def test_rerunning_resumes_instead_of_starting_over(tmp_path):
     # A resumed sampler does not replay the first run's draws.
     assert study.trials[1].params != study.trials[2].params
 
+    # Each run is recorded; one that changes the search space says so, in JSON and for people.
+    run_tuner(*args, "--space", "batch_size=64", cwd=tmp_path, check=True)
+    db = str(tmp_path / "studies" / "mlp-digits.db")
+    runs = json.loads(run_tuner("best", db, "--json", cwd=tmp_path, check=True).stdout)["runs"]
+    assert [r["trials_stored_before"] for r in runs] == [0, 2, 4]
+    assert [r["device"] for r in runs] == ["cpu"] * 3
+    assert [r["space_overrides"] for r in runs] == [[], [], ["batch_size=64"]]
+    assert "search_space" not in runs[1] and runs[2]["search_space"]["batch_size"] == "= 64"
+    shown = run_tuner("best", db, cwd=tmp_path, check=True).stdout
+    assert "3 runs of tuner optimize, on cpu; the search space differed from the study's first in run 3" in shown
+
 
 def test_same_seed_gives_same_params_and_values(study_dir, tmp_path):
     run_tuner(*STUDY_ARGS, cwd=tmp_path, check=True)

@@ -190,7 +190,7 @@ def _open(db: str, study: str | None):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def best(db: str, study: str | None, as_json: bool) -> None:
     """What won: value, hyperparameters, per-epoch curve, test accuracy, weights, reference."""
-    from tuner.console import comparison_panel, counts_line, fmt, pct, sparkline
+    from tuner.console import comparison_panel, counts_line, fmt, pct, runs_line, sparkline
     from tuner.space import applies
     from tuner.study import best_summary
 
@@ -216,6 +216,8 @@ def best(db: str, study: str | None, as_json: bool) -> None:
     out.print(curve)
     out.print("validation accuracy by epoch: " + sparkline([r["val_accuracy"] for r in summary["epochs"]]))
     out.print(counts_line(summary["counts"]))
+    if len(summary["runs"]) > 1:
+        out.print(runs_line(summary["runs"]))
     out.print(comparison_panel(summary, location.shown))
 
 

@@ -181,6 +181,17 @@ def change(new: float | None, old: float | None) -> str:
     return f"{100 * (new - old):+.2f} pts"
 
 
+def runs_line(runs: list[dict[str, Any]]) -> str:
+    """How many ``tuner optimize`` runs made the study, on which devices, and where the search
+    space was not the study's first (trials before and after were drawn from different spaces)."""
+    devices = list(dict.fromkeys(r.get("device", "?") for r in runs))
+    line = f"{len(runs)} runs of tuner optimize, on {', '.join(devices)}"
+    changed = [str(i + 1) for i, r in enumerate(runs) if "search_space" in r]
+    if changed:
+        line += f"; the search space differed from the study's first in run {', '.join(changed)}"
+    return line
+
+
 def counts_line(counts: dict[str, int]) -> str:
     return (f"{counts.get('COMPLETE', 0)} complete · {counts.get('PRUNED', 0)} pruned · "
             f"{counts.get('FAIL', 0)} failed")

@@ -42,6 +42,7 @@ from tuner.study import (
     best_trial,
     locate,
     now_iso,
+    record_run,
     reference_trial,
     storage_for,
     test_accuracies,
@@ -220,7 +221,10 @@ def _stored_or(options_value: Any, stored: dict[str, Any], key: str, default: An
     return stored[key]
 
 
-def prepare_study(options: OptimizeOptions, listener: Listener | None = None) -> PreparedStudy:
+def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
+                  record: bool = True) -> PreparedStudy:
+    """Open or create the study and get everything a trial needs. ``record``: log this run in
+    the study (``tuner.study.record_run``); ``--jobs`` workers do not, the main process has."""
     options.validate()
     pair = load_pair(options.plugin)
     overrides = parse_overrides(options.space)
@@ -248,10 +252,9 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None) ->
         "seed": _stored_or(options.seed, stored, "seed", 0),
         "val_fraction": _stored_or(None, stored, "val_fraction", options.val_fraction),
     }
-    if stored and "search_space" in stored and not overrides:
-        space_desc = describe(space)
-        if stored["search_space"] != space_desc:
-            log.warning("the search space differs from the one this study was created with")
+    space_changed = bool(stored) and stored.get("search_space", describe(space)) != describe(space)
+    if space_changed and not overrides:
+        log.warning("the search space differs from the one this study was created with")
 
     splits = load_splits(pair.dataset_name, pair.dataset, data_dir, pair.dataset_dist)
     data = prepare(
@@ -285,6 +288,21 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None) ->
             "train_examples": len(data.train_y),
             "val_examples": len(data.val_y),
             **settings,
+        })
+    if record:
+        record_run(study, {
+            "tuner_version": __version__,
+            "torch_version": torch.__version__,
+            "device": str(device),
+            "sampler": options.sampler,
+            "pruner": options.pruner,
+            "jobs": options.jobs,
+            "trials_requested": options.trials,
+            "timeout_s": options.timeout,
+            "trials_stored_before": len(study.get_trials(deepcopy=False)),
+            "space_overrides": list(options.space),
+            # Only when it is not the one in the provenance: trials before and after differ.
+            **({"search_space": describe(space)} if space_changed else {}),
         })
     if pair.arch.reference is not None and _reference_still_owed(study):
         enqueue_reference(study, pair.arch.reference, space)
@@ -331,9 +349,10 @@ class LongLivedHeap:
     torch._dynamo on first use: ~130,000 more objects), and one in the middle of a study made
     a 2 s trial's overhead 7% instead of 2% (docs/benchmarks.md, benchmark 2). Frozen, a full
     collection walks only what the study made since. Used as an Optuna callback, this freezes
-    once more after the first trial, so that what it imported and cached is left out too. A process that already freezes its own heap (a
-    pre-forking server) is left alone. Frozen objects are still freed when nothing refers to
-    them; only reference cycles among them wait until the study ends.
+    once more after the first trial, so that what it imported and cached is left out too. A
+    process that already freezes its own heap (a pre-forking server) is left alone. Frozen
+    objects are still freed when nothing refers to them; only reference cycles among them wait
+    until the study ends.
     """
 
     def __init__(self) -> None:

@@ -239,6 +239,24 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
+# Each `tuner optimize` on a study records how it ran, under a key of its own ("run:" + start
+# time + process id): two terminals resuming one study at once both keep theirs, which one
+# list read, extended and written back would not.
+RUN_PREFIX = "run:"
+
+
+def record_run(study: optuna.Study, entry: dict[str, Any]) -> None:
+    started = datetime.datetime.now(datetime.UTC)
+    study.set_user_attr(f"{RUN_PREFIX}{started.isoformat(timespec='microseconds')}:{os.getpid()}",
+                        {"started": started.isoformat(timespec="seconds"), **entry})
+
+
+def runs(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every recorded run of ``tuner optimize`` on the study, oldest first."""
+    attrs = study.user_attrs
+    return [attrs[k] for k in sorted(k for k in attrs if k.startswith(RUN_PREFIX))]
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading trials back.
 
@@ -318,6 +336,7 @@ def best_summary(study: optuna.Study) -> dict[str, Any]:
         "reference_value": ref_view.value if ref_view else None,
         "reference_test_accuracy": tests.get(ref_view.number) if ref_view else None,
         "counts": state_counts(study),
+        "runs": runs(study),
     }
 
 
