@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def test_jobs_share_one_budget_and_one_study(tmp_path):
     kept = sorted(p.name for p in (tmp_path / "studies" / "mlp-digits").iterdir())
     assert kept == sorted({f"trial-{summary['trial']}.pt", "trial-0.pt"})  # the best and the reference
     assert summary["test_accuracy"] is not None and summary["reference_test_accuracy"] is not None
+    assert [(r["jobs"], r["trials_requested"]) for r in summary["runs"]] == [(2, 7)]  # one run, not one per worker
 
     # Resuming with more jobs adds exactly that many trials again.
     run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "3", "--jobs", "3", "--quiet", cwd=tmp_path,
@@ -152,6 +154,30 @@ def test_a_stop_python_dropped_still_ends_the_worker_at_the_epoch(monkeypatch):
     assert events.get_nowait()[0] == "epoch"  # the epoch is still shown
     with pytest.raises(KeyboardInterrupt):
         parallel._Forward(events).trial_started(4, {}, False)
+
+
+class _StopsInCollection:
+    def __del__(self):  # what a SIGTERM landing in a garbage-collection callback looks like to Python
+        raise KeyboardInterrupt
+
+
+class _FailsInCollection:
+    def __del__(self):
+        raise ValueError("a real problem")
+
+
+def test_a_dropped_stop_is_not_reported_as_a_traceback_but_other_errors_are(monkeypatch, capsys):
+    from tuner import parallel
+
+    monkeypatch.setattr(sys, "unraisablehook", parallel._quiet_dropped_stop)
+    monkeypatch.setattr(parallel, "_stopping", True)
+    _StopsInCollection()
+    assert capsys.readouterr().err == ""
+    _FailsInCollection()
+    assert "ValueError: a real problem" in capsys.readouterr().err
+    monkeypatch.setattr(parallel, "_stopping", False)  # not told to stop: an interrupt there is news
+    _StopsInCollection()
+    assert "KeyboardInterrupt" in capsys.readouterr().err
 
 
 def test_impossible_jobs_is_one_line(tmp_path):

@@ -15,7 +15,8 @@ Ctrl-C: workers ignore the terminal's SIGINT (from their start); the main proces
 KeyboardInterrupt a single-process run gets (the running trial is stored as failed,
 "interrupted"). Python drops an exception raised while it runs a garbage-collection callback,
 so a signal landing there would be lost: the worker also remembers it was told to stop and
-stops at the end of the epoch at the latest. A worker whose main process is gone (killed)
+stops at the end of the epoch at the latest (and Python's "Exception ignored ... Traceback"
+report of that dropped stop is not printed: it is expected, and handled). A worker whose main process is gone (killed)
 stops the same way within a second, instead of training on alone.
 """
 
@@ -25,6 +26,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -74,6 +76,15 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _quiet_dropped_stop(unraisable: Any) -> None:
+    """sys.unraisablehook in a worker: the KeyboardInterrupt of a stop that landed in a
+    garbage-collection callback is dropped by Python, and handled by ``_stopping``; anything
+    else is reported as usual."""
+    if _stopping and isinstance(unraisable.exc_value, KeyboardInterrupt):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def _watch_parent(parent: int, events: Any) -> None:
     """Stop this worker when the main process is gone (killed: it could not tell us)."""
     while os.getppid() == parent:
@@ -95,6 +106,7 @@ def _worker(index: int, options: Any, budget: int | None, deadline: float | None
             tickets: Any, events: Any, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides; see the module doc
     signal.signal(signal.SIGTERM, _interrupt)
+    sys.unraisablehook = _quiet_dropped_stop
     threading.Thread(target=_watch_parent, args=(parent, events), name="tuner-watch-parent", daemon=True).start()
     quiet_libraries()
     if threads is not None:
@@ -102,7 +114,7 @@ def _worker(index: int, options: Any, budget: int | None, deadline: float | None
     from tuner.run import LongLivedHeap, make_sampler, prepare_study
 
     try:
-        prepared = prepare_study(options, listener=_Forward(events))
+        prepared = prepare_study(options, listener=_Forward(events), record=False)
         stored = len(prepared.study.get_trials(deepcopy=False))
         # Each worker its own stream of draws (the same seed would make them propose alike).
         prepared.study.sampler = make_sampler(options.sampler, prepared.settings["seed"] + stored + 7919 * (index + 1))
