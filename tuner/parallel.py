@@ -15,9 +15,9 @@ Ctrl-C: workers ignore the terminal's SIGINT (from their start); the main proces
 KeyboardInterrupt a single-process run gets (the running trial is stored as failed,
 "interrupted"). Python drops an exception raised while it runs a garbage-collection callback,
 so a signal landing there would be lost: the worker also remembers it was told to stop and
-stops at the end of the epoch at the latest (and Python's "Exception ignored ... Traceback"
-report of that dropped stop is not printed: it is expected, and handled). A worker whose main process is gone (killed)
-stops the same way within a second, instead of training on alone.
+stops at the end of the epoch at the latest, and Python's "Exception ignored ... Traceback"
+report of that dropped stop is not printed (it is expected, and handled). A worker whose main
+process is gone (killed) stops the same way within a second, instead of training on alone.
 """
 
 from __future__ import annotations
