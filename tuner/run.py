@@ -252,7 +252,8 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
         "seed": _stored_or(options.seed, stored, "seed", 0),
         "val_fraction": _stored_or(None, stored, "val_fraction", options.val_fraction),
     }
-    space_changed = bool(stored) and stored.get("search_space", describe(space)) != describe(space)
+    space_desc = describe(space)
+    space_changed = bool(stored) and stored.get("search_space", space_desc) != space_desc
     if space_changed and not overrides:
         log.warning("the search space differs from the one this study was created with")
 
@@ -268,7 +269,8 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
         load_if_exists=True,
     )
     # Seeded by trials already stored, so a resumed run does not replay the first run's draws.
-    study.sampler = make_sampler(options.sampler, settings["seed"] + len(study.get_trials(deepcopy=False)))
+    stored_trials = len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(options.sampler, settings["seed"] + stored_trials)
     created = study_name not in existing
     if created:
         study.set_user_attr("provenance", {
@@ -282,7 +284,7 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
             "torch_version": torch.__version__,
             "optuna_version": optuna.__version__,
             "device": str(device),
-            "search_space": describe(space),
+            "search_space": space_desc,
             "reference_source": pair.arch.reference_source,
             "created": now_iso(),
             "train_examples": len(data.train_y),
@@ -299,10 +301,10 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
             "jobs": options.jobs,
             "trials_requested": options.trials,
             "timeout_s": options.timeout,
-            "trials_stored_before": len(study.get_trials(deepcopy=False)),
+            "trials_stored_before": stored_trials,
             "space_overrides": list(options.space),
             # Only when it is not the one in the provenance: trials before and after differ.
-            **({"search_space": describe(space)} if space_changed else {}),
+            **({"search_space": space_desc} if space_changed else {}),
         })
     if pair.arch.reference is not None and _reference_still_owed(study):
         enqueue_reference(study, pair.arch.reference, space)
