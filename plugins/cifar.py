@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import tarfile
 from pathlib import Path
@@ -45,11 +46,34 @@ def _batches_from_archive(archive: Path) -> dict[str, bytes] | None:
     return out
 
 
+# What a real CIFAR-10 python batch refers to (numpy arrays; Python 3 pickles also encode bytes
+# with _codecs). Nothing else is ever looked up, so a crafted batch cannot run code.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+}
+
+
+class HostileBatch(Exception):
+    """A batch pickle names something a CIFAR-10 batch never holds."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise HostileBatch(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _decode(blob: bytes, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     try:
-        batch = pickle.loads(blob, encoding="bytes")  # the official format is a Python pickle
+        # The official format is a Python pickle: read with an unpickler that admits only arrays.
+        batch = _BatchUnpickler(io.BytesIO(blob), encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except HostileBatch as e:
+        raise DataMissing(f"CIFAR-10 batch {name} is not a CIFAR-10 batch: it refers to {e}, which a real one "
+                          "never does (nothing in it was run); delete it and download the data set again") from None
     except Exception as e:  # any decoding failure means a damaged file
         raise DataMissing(f"CIFAR-10 batch {name} is damaged ({type(e).__name__}); download it again") from None
     return torch.from_numpy(data.copy()), torch.from_numpy(labels)

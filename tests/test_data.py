@@ -94,3 +94,47 @@ def test_data_is_loaded_once_per_process(tmp_path, monkeypatch):
     load_splits("digits", wrapped, tmp_path)
     load_splits("digits", wrapped, tmp_path)
     assert calls == [1]
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: what a crafted 'data_batch_1' can do to pickle.loads."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_a_hostile_cifar_batch_runs_nothing_and_is_one_line(tmp_path, protocol):
+    import pickle
+
+    from conftest import one_error_line, run_tuner
+
+    write_cifar10(tmp_path / "data", per_batch=20)
+    marker = tmp_path / "pwned"
+    batch = tmp_path / "data" / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(pickle.dumps({b"data": _RunsCode(marker), b"labels": [0]}, protocol=protocol))
+    proc = run_tuner("optimize", "--plugin", "net-cifar2", "--trials", "1", cwd=tmp_path)
+    line = one_error_line(proc)
+    assert "data_batch_3 is not a CIFAR-10 batch" in line and "posix.system" in line and "nothing in it was run" in line
+    assert not marker.exists()
+    assert not (tmp_path / "studies").exists()
+
+
+def test_a_python2_era_cifar_batch_still_loads(tmp_path):
+    """The real files were pickled by Python 2 numpy: protocol 2, numpy.core.multiarray."""
+    import pickle
+
+    write_cifar10(tmp_path, per_batch=20)
+    folder = tmp_path / "cifar-10-batches-py"
+    for path in folder.iterdir():
+        batch = pickle.loads(path.read_bytes())
+        blob = pickle.dumps(batch, protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+        path.write_bytes(blob)
+    assert b"numpy.core.multiarray" in (folder / "test_batch").read_bytes()
+    splits = registry().dataset("cifar10").load(DataRequest(tmp_path, download=False))
+    assert splits.train_images.shape == (100, 3, 32, 32)
