@@ -169,3 +169,32 @@ def write_idx_gz(path: Path, array: np.ndarray) -> None:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
     with gzip.open(path, "wb") as f:
         f.write(header + array.astype(np.uint8).tobytes())
+
+
+# --- storage backends: every storage test runs on SQLite and on a real PostgreSQL server -----
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    from servers import postgres_cluster, why_no_postgres
+
+    why = why_no_postgres()
+    if why is not None:
+        if os.environ.get("CI"):  # CI installs the server: its absence is a failure there
+            pytest.fail(f"PostgreSQL storage tests cannot run: {why}")
+        pytest.skip(why)
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path):
+    """Storage arguments for ``tuner optimize`` and the target for ``best``/``trials``:
+    ``(kind, optimize_args, target)``. PostgreSQL gets a fresh database and a shared artifacts
+    folder (a server study has no file to put one beside)."""
+    if request.param == "sqlite":
+        db = tmp_path / "studies" / "s.db"
+        return "sqlite", ["--db", str(db)], str(db)
+    cluster = request.getfixturevalue("pg_cluster")
+    url = cluster.new_database()
+    return "postgresql", ["--storage", url, "--artifacts", str(tmp_path / "shared-artifacts")], url
