@@ -83,7 +83,8 @@ def test_best_json_agrees_with_the_database_and_weights_predict(study_dir):
     assert study.user_attrs["test_accuracy"][str(summary["trial"])] == summary["test_accuracy"]
 
     weights = Path(summary["weights"])
-    assert weights == (study_dir / "studies" / "lenet-digits" / f"trial-{summary['trial']}.pt").resolve()
+    assert weights.parent == (study_dir / "studies" / "lenet-digits.artifacts").resolve()
+    assert weights.name == study.best_trial.user_attrs["weights"]["artifact_id"] == summary["weights_artifact"]["id"]
     state = torch.load(weights, weights_only=True)
     arch = registry().architecture("lenet")
     from tuner.contract import ImageShape
@@ -107,6 +108,7 @@ def test_end_of_run_summary_compares_best_with_reference(study_dir):
     assert "complete" in text and "pruned" in text
 
 
+@pytest.mark.slow
 def test_best_and_trials_print_for_people(study_dir):
     db = str(study_dir / "studies" / "lenet-digits.db")
     best = run_tuner("best", db, cwd=study_dir, check=True).stdout
@@ -119,6 +121,7 @@ def test_best_and_trials_print_for_people(study_dir):
     assert len(rows) == 1 and "│ pruned" in rows[0] and "below the pruner" in rows[0]
 
 
+@pytest.mark.slow
 def test_rerunning_resumes_instead_of_starting_over(tmp_path):
     args = ("optimize", "--plugin", "mlp-digits", "--trials", "2", "--epochs", "1", "--quiet")
     run_tuner(*args, cwd=tmp_path, check=True)
@@ -142,6 +145,7 @@ def test_rerunning_resumes_instead_of_starting_over(tmp_path):
     assert "3 runs of tuner optimize, on cpu; the search space differed from the study's first in run 3" in shown
 
 
+@pytest.mark.slow
 def test_same_seed_gives_same_params_and_values(study_dir, tmp_path):
     run_tuner(*STUDY_ARGS, cwd=tmp_path, check=True)
     first = signature(load(study_dir / "studies" / "lenet-digits.db"))
@@ -149,6 +153,7 @@ def test_same_seed_gives_same_params_and_values(study_dir, tmp_path):
     assert first == again
 
 
+@pytest.mark.slow
 def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path):
     proc = run_tuner("optimize", "--plugin", "lenet-digits", "--trials", "3", "--epochs", "2",
                      "--space", "lr=1e6", "--space", "optimizer=sgd", "--pruner", "none", "--quiet",
@@ -161,6 +166,7 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path)
     assert "training loss became" in proc.stdout
 
 
+@pytest.mark.slow
 def test_ctrl_c_records_the_trial_as_interrupted_and_the_study_resumes(tmp_path):
     import os
 
@@ -194,6 +200,7 @@ def test_ctrl_c_records_the_trial_as_interrupted_and_the_study_resumes(tmp_path)
     assert summary["reference_trial"] == rerun.number and summary["reference_value"] == rerun.value
 
 
+@pytest.mark.slow
 def test_real_mnist_with_a_small_training_cap(mnist_dir, tmp_path):
     proc = run_tuner("optimize", "--plugin", "mlp-mnist", "--trials", "2", "--epochs", "1",
                      "--max-train", "2000", "--data-dir", str(mnist_dir), "--quiet", cwd=tmp_path,
@@ -204,6 +211,7 @@ def test_real_mnist_with_a_small_training_cap(mnist_dir, tmp_path):
     assert summary["value"] > 0.8 and summary["test_accuracy"] > 0.8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["random", "cmaes", "qmc"])
 def test_other_samplers_and_pruners_run(sampler, tmp_path):
     run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "3", "--epochs", "2", "--sampler", sampler,
@@ -212,6 +220,7 @@ def test_other_samplers_and_pruners_run(sampler, tmp_path):
     assert len(load(tmp_path / "studies" / "mlp-digits.db", "mlp-digits").trials) == 3
 
 
+@pytest.mark.slow
 def test_storage_url_and_db_path_and_space_file(tmp_path):
     (tmp_path / "space.toml").write_text('[space]\nlr = {low = 1e-3, high = 1e-2, log = true}\n'
                                          'batch_size = [64]\noptimizer = "adam"\n')
@@ -227,6 +236,7 @@ def test_storage_url_and_db_path_and_space_file(tmp_path):
     assert json.loads(run_tuner("best", url, "--json", cwd=tmp_path, check=True).stdout)["study"] == "s1"
 
 
+@pytest.mark.slow
 def test_out_of_memory_fails_the_trial_with_its_reason_and_the_study_goes_on(broken_plugins, tmp_path):
     from conftest import pythonpath
 
@@ -242,6 +252,7 @@ def test_out_of_memory_fails_the_trial_with_its_reason_and_the_study_goes_on(bro
             assert t.user_attrs["hparams"]["batch_size"] == 32
 
 
+@pytest.mark.slow
 def test_live_display_on_a_terminal(tmp_path):
     """On a terminal the run shows live bars: trials done/total, best, pruned/failed, the epoch bar."""
     import os
@@ -270,6 +281,7 @@ def test_live_display_on_a_terminal(tmp_path):
     assert "best vs hand-picked reference" in text
 
 
+@pytest.mark.slow
 def test_timeout_stops_starting_trials(tmp_path):
     run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "1000", "--epochs", "1", "--timeout", "2",
               "--quiet", cwd=tmp_path, check=True)

@@ -12,15 +12,17 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from conftest import TUNER, one_error_line, run_tuner, training, wait_for_trials
 
-from tuner.parallel import tidy_weights
+from tuner.artifacts import StudyArtifacts
 
 
 def load(db: Path, name: str = "mlp-digits") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
 
 
+@pytest.mark.slow
 def test_jobs_share_one_budget_and_one_study(tmp_path):
     proc = run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "7", "--epochs", "3", "--jobs", "2",
                      "--quiet", cwd=tmp_path, check=True)
@@ -33,8 +35,9 @@ def test_jobs_share_one_budget_and_one_study(tmp_path):
     assert sum(1 for t in study.trials if t.user_attrs.get("reference")) == 1
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 7  # workers draw apart
     summary = json.loads(run_tuner("best", str(db), "--json", cwd=tmp_path, check=True).stdout)
-    kept = sorted(p.name for p in (tmp_path / "studies" / "mlp-digits").iterdir())
-    assert kept == sorted({f"trial-{summary['trial']}.pt", "trial-0.pt"})  # the best and the reference
+    kept = {p.name for p in (tmp_path / "studies" / "mlp-digits.artifacts").iterdir()}
+    records = {t.number: t.user_attrs.get("weights") for t in study.trials}
+    assert kept == {records[n]["artifact_id"] for n in {summary["trial"], 0}}  # the best and the reference
     assert summary["test_accuracy"] is not None and summary["reference_test_accuracy"] is not None
     assert [(r["jobs"], r["trials_requested"]) for r in summary["runs"]] == [(2, 7)]  # one run, not one per worker
 
@@ -44,6 +47,7 @@ def test_jobs_share_one_budget_and_one_study(tmp_path):
     assert len(load(db).trials) == 10
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_worker_and_the_study_resumes(tmp_path):
     args = ["optimize", "--plugin", "mlp-digits", "--trials", "50", "--epochs", "300", "--jobs", "2", "--quiet"]
     env = {**os.environ, "TUNER_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
@@ -115,6 +119,7 @@ def test_workers_ignore_ctrl_c_from_their_first_instruction(tmp_path):
     assert not db.exists() or "RUNNING" not in [t.state.name for t in load(db).trials]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="finds the workers through /proc")
 def test_workers_stop_when_the_main_process_is_killed(tmp_path):
     proc = start_jobs(tmp_path)
@@ -190,16 +195,18 @@ def test_impossible_jobs_is_one_line(tmp_path):
 
 def test_tidy_keeps_the_best_the_reference_and_running_trials(tmp_path):
     study = optuna.create_study(direction="maximize")
-    weights = tmp_path / "w"
-    weights.mkdir()
-    for number, (value, attrs) in enumerate([(0.5, {"reference": True}), (0.7, {}), (0.9, {}), (0.8, {})]):
+    store = StudyArtifacts(study, str(tmp_path / "w"), None, keep=1)
+    model = torch.nn.Linear(2, 2)
+    for value, attrs in [(0.5, {"reference": True}), (0.7, {}), (0.9, {}), (0.8, {})]:
         trial = study.ask()
         for key, v in attrs.items():
             trial.set_user_attr(key, v)
+        store.save(trial, model)  # as each process keeps what it saw as its best
         study.tell(trial, value)
-        (weights / f"trial-{number}.pt").write_bytes(b"x")
-    study.ask()  # trial 4, still running (another process's)
-    (weights / "trial-4.pt").write_bytes(b"x")
-    (weights / "notes.txt").write_text("mine")
-    tidy_weights(study, weights)
-    assert sorted(p.name for p in weights.iterdir()) == ["notes.txt", "trial-0.pt", "trial-2.pt", "trial-4.pt"]
+    running = study.ask()  # trial 4, still running (another process's)
+    store.save(running, model)
+    (tmp_path / "w" / "notes.txt").write_text("mine")
+    store.tidy()
+    left = {p.name for p in (tmp_path / "w").iterdir()}
+    kept = {t.number for t in study.trials if t.user_attrs["weights"]["artifact_id"] in left}
+    assert kept == {0, 2, 4} and "notes.txt" in left and len(left) == 4

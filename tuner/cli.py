@@ -102,12 +102,16 @@ def plugins(check: str | None, data_dir: str | None) -> None:
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile each trial's model: the first trial pays the compile time, later "
                    "ones reuse it. Pays on a GPU for long trials; on a CPU it did not (docs/benchmarks.md).")
+@click.option("--artifacts", metavar="DIR|s3://BUCKET",
+              help="Where the study keeps trial weights (default: beside the .db file, studies/x.db -> "
+                   "studies/x.artifacts/). Stored in the study: later runs and `best` find it.")
+@click.option("--keep", type=int, help="Keep the weights of the K best trials, not only the best (a study keeps it).")
 @click.option("--quiet", "-q", is_flag=True, help="One line per trial, no live display.")
 def optimize(plugin: str, trials: int, study: str | None, db: str | None, storage: str | None,
              timeout: float | None, epochs: int | None, seed: int | None, device: str,
              data_dir: str | None, max_train: int | None, sampler: str, pruner: str,
              pruner_startup: int, pruner_warmup: int, space: tuple[str, ...], jobs: int, compile_: bool,
-             quiet: bool) -> None:
+             artifacts: str | None, keep: int | None, quiet: bool) -> None:
     """Run (or resume) a study: the reference settings first, then sampled ones."""
     from tuner.console import StudyProgress
     from tuner.run import OptimizeOptions, measure_test_accuracy, prepare_study, run_study
@@ -119,6 +123,7 @@ def optimize(plugin: str, trials: int, study: str | None, db: str | None, storag
         epochs=epochs, seed=seed, device=device, data_dir=data_dir, max_train=max_train,
         sampler=sampler, pruner=pruner, pruner_startup=pruner_startup,
         pruner_warmup=pruner_warmup, space=space or (), jobs=jobs, compile=compile_,
+        artifacts=artifacts, keep=keep,
     )
     progress = StudyProgress(out, trials, live=out.is_terminal, quiet=quiet)
     prepared = prepare_study(options, listener=progress)
@@ -130,6 +135,7 @@ def optimize(plugin: str, trials: int, study: str | None, db: str | None, storag
         f"{prepared.device}{f' · {jobs} trials at once' if jobs > 1 else ''} · {s['epochs']} epochs/trial · "
         f"{len(prepared.data.train_y):,} train / {len(prepared.data.val_y):,} validation examples"
     )
+    out.print(f"weights kept in {prepared.artifacts.shown}", soft_wrap=True)
     interrupted = terminated = False
     with progress:
         try:
@@ -141,7 +147,7 @@ def optimize(plugin: str, trials: int, study: str | None, db: str | None, storag
                   "run the same command to resume")
     else:
         measure_test_accuracy(prepared)
-    _print_summary(prepared.study, prepared.location.shown)
+    _print_summary(prepared.study, prepared.location)
     if interrupted:
         sys.exit(Terminated.exit_status if terminated else 130)
 
@@ -156,7 +162,7 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def _print_summary(study, db_shown: str, top: int = 10) -> None:
+def _print_summary(study, location, top: int = 10) -> None:
     from tuner.console import comparison_panel, counts_line, extra_keys, trials_table
     from tuner.errors import StudyError
     from tuner.study import best_summary, state_counts, view
@@ -167,13 +173,14 @@ def _print_summary(study, db_shown: str, top: int = 10) -> None:
     out.print(trials_table(ranked, f"Top {len(ranked)} of {len(views)} trials",
                            extra_keys(space)))
     try:
-        summary = best_summary(study)
+        summary = best_summary(study, location.db_path)
     except StudyError as e:
         out.print(counts_line(state_counts(study)))
         out.print(str(e))
         return
     out.print(counts_line(summary["counts"]))
-    out.print(comparison_panel(summary, db_shown))
+    out.print(comparison_panel(summary, location.shown))
+    _print_weights_problem(summary)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,7 +202,7 @@ def best(db: str, study: str | None, as_json: bool) -> None:
     from tuner.study import best_summary
 
     opened, location = _open(db, study)
-    summary = best_summary(opened)
+    summary = best_summary(opened, location.db_path)
     if as_json:
         print(json.dumps(summary, indent=2))
         return
@@ -219,6 +226,15 @@ def best(db: str, study: str | None, as_json: bool) -> None:
     if len(summary["runs"]) > 1:
         out.print(runs_line(summary["runs"]))
     out.print(comparison_panel(summary, location.shown))
+    _print_weights_problem(summary)
+
+
+def _print_weights_problem(summary) -> None:
+    from tuner.console import weights_problem
+
+    problem = weights_problem(summary)
+    if problem:
+        out.print(f"[red]warning:[/red] {problem}", soft_wrap=True)
 
 
 @app.command("trials")
@@ -273,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     except TunerError as e:
         if debug:
             raise
-        err.print(f"error: {e}", soft_wrap=True)
+        err.print(f"error: {e}", soft_wrap=True, markup=False)
         return e.exit_code
     except click.exceptions.UsageError as e:
         err.print(f"error: {e.format_message()} (see `{e.ctx.command_path if e.ctx else 'tuner'} --help`)",

@@ -169,10 +169,29 @@ def comparison_panel(summary: dict[str, Any], db_shown: str) -> Panel:
     rows.add_row("validation accuracy", pct(best_v), pct(ref_v), change(best_v, ref_v))
     rows.add_row("test accuracy", pct(best_t), pct(ref_t), change(best_t, ref_t))
     lines = [rows, "",
-             f"weights: {summary['weights'] or '— (not kept)'}",
+             f"weights: {weights_line(summary)}",
              f"see it again: tuner best {db_shown} --study {summary['study']}"]
     return Panel(Group(*lines), title=f"{summary['study']}: best vs hand-picked reference",
                  title_align="left", expand=False)
+
+
+def weights_line(summary: dict[str, Any]) -> str:
+    """The best trial's weights file, or what is wrong with them, by name."""
+    if summary["weights"]:
+        return summary["weights"]
+    if summary.get("weights_artifact") is None:
+        return "— (not kept)"
+    return "[red]not usable[/red] (below)"
+
+
+def weights_problem(summary: dict[str, Any]) -> str | None:
+    """One line naming the best trial's weights and what is wrong with them, or None."""
+    found = summary.get("weights_artifact")
+    if summary["weights"] or found is None:
+        return None
+    where = found["path"] or f"artifact {found['id']} in {summary.get('artifacts') or 'the artifact store'}"
+    return (f"weights of trial {summary['trial']} {found['problem']}: {where}; re-run the trial or "
+            "restore the file")
 
 
 def change(new: float | None, old: float | None) -> str:

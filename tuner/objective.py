@@ -10,8 +10,7 @@ import gc
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
 import torch
@@ -21,6 +20,9 @@ from tuner.data import PreparedData
 from tuner.engine import EpochResult, Trainer
 from tuner.errors import TrialFailed, UsageError
 from tuner.space import fixed_params_for, hyperparameters, sample, sample_reference
+
+if TYPE_CHECKING:
+    from tuner.artifacts import StudyArtifacts
 
 REFERENCE_ATTR = "reference"  # user attr set on the enqueued reference trial
 
@@ -60,10 +62,10 @@ class Objective:
         space: The study's search space.
         epochs: Epochs per trial (the reference trial too, so the comparison is fair).
         seed: The study's seed; trial ``n`` seeds its weights and batch order from it.
-        weights_dir: Where the reference's and the best trial's weights are written.
-        best_value: Best value already stored (resumed study), to know when to save weights.
-        best_weights: That trial's weights file, deleted when a better trial replaces it.
-        reference_weights: The reference trial's weights file, never deleted.
+        artifacts: Where the weights of the reference and of the ``keep`` best trials go.
+        kept: ``(value, trial)`` of the completed trials whose weights are kept, best first
+            (a resumed study's are restored); a trial that falls out has its weights removed
+            once the trial that displaced it is stored (as an Optuna callback: :meth:`after_trial`).
         listener: Receives progress events.
         compile: ``torch.compile`` each trial's model (``--compile``).
     """
@@ -73,12 +75,11 @@ class Objective:
     space: dict[str, Param]
     epochs: int
     seed: int
-    weights_dir: Path
-    best_value: float | None = None
-    best_weights: Path | None = None
-    reference_weights: Path | None = None
+    artifacts: StudyArtifacts | None = None
+    kept: list[tuple[float, int]] = field(default_factory=list)
     listener: Listener = field(default_factory=_Silent)
     compile: bool = False
+    _displaced: list[int] = field(default_factory=list)
 
     def hyperparameters_for(self, trial: optuna.Trial) -> tuple[Hyperparameters, bool]:
         reference = self.arch.reference
@@ -154,19 +155,25 @@ class Objective:
         return history[-1]["val_accuracy"]
 
     def _keep_weights(self, trial: optuna.Trial, trainer: Trainer, value: float, reference: bool) -> None:
-        """Save the reference's weights and each new best's; drop the best they replace."""
-        new_best = self.best_value is None or value > self.best_value
-        if not (reference or new_best):
+        """Save the reference's weights and those of a trial that enters the best ``keep``."""
+        if self.artifacts is None:
             return
-        self.weights_dir.mkdir(parents=True, exist_ok=True)
-        path = self.weights_dir / f"trial-{trial.number}.pt"
-        state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
-        torch.save(state, path)
-        trial.set_user_attr("weights", str(path.resolve()))
-        if reference:
-            self.reference_weights = path
-        if new_best:
-            old = self.best_weights
-            if old is not None and old not in (path, self.reference_weights) and old.exists():
-                old.unlink()
-            self.best_value, self.best_weights = value, path
+        keep = self.artifacts.keep
+        enters = len(self.kept) < keep or value > self.kept[-1][0]
+        if not (reference or enters):
+            return
+        self.artifacts.save(trial, trainer.model)
+        if enters:
+            self.kept.append((value, trial.number))
+            self.kept.sort(key=lambda k: (-k[0], k[1]))
+            while len(self.kept) > keep:
+                self._displaced.append(self.kept.pop()[1])
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Optuna callback: the trial is stored; remove what it displaced (not a reference)."""
+        if not self._displaced or self.artifacts is None:
+            return
+        numbers, self._displaced = set(self._displaced), []
+        for t in study.get_trials(deepcopy=False):
+            if t.number in numbers and not t.user_attrs.get(REFERENCE_ATTR):
+                self.artifacts.remove(t)

@@ -31,16 +31,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
 
 from tuner.engine import EpochResult
-from tuner.errors import StudyError, TrialFailed, TunerError, quiet_libraries
+from tuner.errors import TrialFailed, TunerError, quiet_libraries
+from tuner.heap import LongLivedHeap
 from tuner.objective import Listener
-from tuner.study import best_trial
 
 MAX_JOBS = 64
 
@@ -102,8 +101,8 @@ def _claim(tickets: Any, budget: int | None) -> bool:
         return True
 
 
-def _worker(index: int, options: Any, budget: int | None, deadline: float | None, threads: int | None,
-            tickets: Any, events: Any, parent: int) -> None:
+def _worker(index: int, prepare: Callable[..., Any], options: Any, budget: int | None, deadline: float | None,
+            threads: int | None, tickets: Any, events: Any, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides; see the module doc
     signal.signal(signal.SIGTERM, _interrupt)
     sys.unraisablehook = _quiet_dropped_stop
@@ -111,13 +110,9 @@ def _worker(index: int, options: Any, budget: int | None, deadline: float | None
     quiet_libraries()
     if threads is not None:
         torch.set_num_threads(threads)
-    from tuner.run import LongLivedHeap, make_sampler, prepare_study
-
     try:
-        prepared = prepare_study(options, listener=_Forward(events), record=False)
-        stored = len(prepared.study.get_trials(deepcopy=False))
-        # Each worker its own stream of draws (the same seed would make them propose alike).
-        prepared.study.sampler = make_sampler(options.sampler, prepared.settings["seed"] + stored + 7919 * (index + 1))
+        # Its sampler draws from the seed plus its first trial's number: workers draw apart.
+        prepared = prepare(options, listener=_Forward(events), record=False)
 
         def finished(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             events.put(("finished", trial))
@@ -125,7 +120,8 @@ def _worker(index: int, options: Any, budget: int | None, deadline: float | None
         with LongLivedHeap() as heap:
             while not _stopping and (deadline is None or time.time() < deadline) and _claim(tickets, budget):
                 prepared.study.optimize(prepared.objective, n_trials=1, catch=(TrialFailed,),
-                                        callbacks=[finished, heap], gc_after_trial=False)
+                                        callbacks=[prepared.objective.after_trial, finished, heap],
+                                        gc_after_trial=False)
         if _stopping:
             raise KeyboardInterrupt
     except KeyboardInterrupt:
@@ -142,13 +138,15 @@ def _worker(index: int, options: Any, budget: int | None, deadline: float | None
 
 def run_parallel(
     options: Any, study: optuna.Study, jobs: int, trials: int | None, timeout: float | None,
-    listener: Listener | None = None,
+    prepare: Callable[..., Any], listener: Listener | None = None,
     callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
     device_type: str = "cpu",
 ) -> None:
     """Run ``trials`` new trials (or until ``timeout``) in ``jobs`` worker processes.
 
-    ``options`` are the :class:`~tuner.run.OptimizeOptions` the study was prepared with.
+    ``options`` are the :class:`~tuner.run.OptimizeOptions` the study was prepared with, and
+    ``prepare`` is :func:`tuner.run.prepare_study`, which each worker calls with them (passed
+    in, so that this module does not import the one that calls it).
     Raises KeyboardInterrupt after the workers have stopped when interrupted, and
     :class:`TunerError` with a worker's message when one could not run.
     """
@@ -161,7 +159,7 @@ def run_parallel(
         threads = max(1, (os.cpu_count() or 1) // jobs)
     worker_options = replace(options, trials=trials)
     workers = [ctx.Process(target=_worker, name=f"tuner-worker-{i}", daemon=True,
-                           args=(i, worker_options, trials, deadline, threads, tickets, events, os.getpid()))
+                           args=(i, prepare, worker_options, trials, deadline, threads, tickets, events, os.getpid()))
                for i in range(jobs)]
     # A worker takes seconds to import torch before _worker can ignore SIGINT itself; started
     # with SIGINT ignored, it ignores the terminal's Ctrl-C from its first instruction (an
@@ -210,23 +208,3 @@ def run_parallel(
         raise interrupted
     if errors:
         raise TunerError(errors[0])
-
-
-def tidy_weights(study: optuna.Study, weights_dir: Path) -> None:
-    """Each worker keeps the weights of what it saw as the best; afterwards keep only the
-    study's best and the reference, as a single-process run does. Files of trials still
-    running (another process on a shared study) are left alone."""
-    if not weights_dir.is_dir():
-        return
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    try:
-        best_number = best_trial(study).number
-    except StudyError:  # no completed trial yet
-        best_number = None
-    for path in weights_dir.glob("trial-*.pt"):
-        try:
-            trial = trials[int(path.stem.removeprefix("trial-"))]
-        except (KeyError, ValueError):
-            continue  # not a file tuner wrote for this study
-        if trial.state.is_finished() and trial.number != best_number and not trial.user_attrs.get("reference"):
-            path.unlink()

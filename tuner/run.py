@@ -7,8 +7,8 @@ leaves the study file as it was.
 
 from __future__ import annotations
 
-import gc
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ import optuna
 import torch
 
 from tuner import __version__
+from tuner.artifacts import KEEP_ATTR, STORE_ATTR, StudyArtifacts, WeightsError, choose_spec, spec_for_option
 from tuner.checks import StepReport, build_model, default_hyperparameters, one_step
 from tuner.contract import CONTRACT_VERSION, Architecture, Dataset, Hyperparameters
 from tuner.data import (
@@ -32,19 +33,23 @@ from tuner.data import (
 )
 from tuner.engine import evaluate
 from tuner.errors import PairRefused, StudyError, TrialFailed, UsageError
+from tuner.heap import LongLivedHeap
 from tuner.objective import REFERENCE_ATTR, Listener, Objective, enqueue_reference
-from tuner.parallel import MAX_JOBS, run_parallel, tidy_weights
+from tuner.parallel import MAX_JOBS, run_parallel
 from tuner.registry import Registry, registry
 from tuner.sampling import SnapshotSampler
 from tuner.space import build_space, describe, parse_overrides
 from tuner.study import (
+    STUDIES_DIR,
     Location,
     best_trial,
+    hide_password,
     locate,
     now_iso,
     record_run,
     reference_trial,
     storage_for,
+    study_lock,
     test_accuracies,
 )
 
@@ -118,9 +123,18 @@ def contract_step(pair: Pair, data_dir: Path, n: int = 2) -> StepReport:
                     distribution=pair.arch_dist)
 
 
-def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
-    """The sampler ``--sampler`` names, reading the study once per trial (see tuner.sampling)."""
-    return SnapshotSampler(_base_sampler(name, seed))
+def make_sampler(name: str, seed: int | None, per_process: bool = False) -> optuna.samplers.BaseSampler:
+    """The sampler ``--sampler`` names, reading the study once per trial (see tuner.sampling).
+
+    ``per_process``: draw from the seed plus the number of this process's first trial, so that
+    processes started at the same moment on one study (two terminals, two machines, --jobs
+    workers) draw apart, while a single seeded process draws what it always did: its first
+    trial is the number of trials stored before it."""
+    restart = None
+    if per_process and seed is not None:
+        def restart(first_trial: int) -> optuna.samplers.BaseSampler:
+            return _base_sampler(name, (seed + first_trial) % (MAX_SEED + 1))
+    return SnapshotSampler(_base_sampler(name, seed), restart=restart)
 
 
 def _base_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
@@ -171,8 +185,22 @@ class OptimizeOptions:
     val_fraction: float = DEFAULT_VAL_FRACTION
     jobs: int = 1
     compile: bool = False
+    artifacts: str | None = None
+    keep: int | None = None
 
     def validate(self) -> None:
+        """Refuse impossible values before anything is read or written."""
+        if self.study is not None:
+            check_study_name(self.study)
+        if self.db is not None:
+            if not self.db.strip():
+                raise UsageError("--db is empty; give a file path such as studies/x.db")
+            if "://" in self.db:
+                raise UsageError(f"--db takes a file path, not a URL; use --storage {hide_password(self.db)}")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
+        if self.timeout is not None and not math.isfinite(self.timeout):
+            raise UsageError(f"--timeout must be a finite number of seconds, got {self.timeout}")
         if self.trials is not None and self.trials < 1:
             raise UsageError(f"--trials must be at least 1, got {self.trials}")
         if self.timeout is not None and self.timeout <= 0:
@@ -181,6 +209,10 @@ class OptimizeOptions:
             raise UsageError(f"--epochs must be at least 1, got {self.epochs}")
         if self.max_train is not None and self.max_train < 2:
             raise UsageError(f"--max-train must be at least 2, got {self.max_train}")
+        if self.artifacts is not None:
+            spec_for_option(self.artifacts)
+        if self.keep is not None and self.keep < 1:
+            raise UsageError(f"--keep must be at least 1 (the best trial), got {self.keep}")
         if not 1 <= self.jobs <= MAX_JOBS:
             raise UsageError(f"--jobs must be between 1 and {MAX_JOBS}, got {self.jobs}")
         if self.pruner_startup < 0 or self.pruner_warmup < 0:
@@ -192,6 +224,20 @@ class OptimizeOptions:
 
 
 DEFAULT_EPOCHS = 10
+MAX_SEED = 2**32 - 1  # numpy's seeds, which Optuna's samplers use
+_NAME_MAX = 200  # a study name is a file name (plus ".db", ".artifacts") in the studies folder
+
+
+def check_study_name(name: str) -> None:
+    """A study name stays inside the studies folder: no path, no control characters, not too long."""
+    if not name.strip():
+        raise UsageError("--study is empty; give a name such as lenet-digits-2")
+    bad = [c for c in name if c in "/\\" or ord(c) < 32 or ord(c) == 127]
+    if bad or name in (".", "..") or name.startswith("."):
+        raise UsageError(f"--study {name!r}: a study name cannot contain /, \\ or control characters, nor "
+                         "start with a dot; use letters, digits, - and _")
+    if len(name.encode()) > _NAME_MAX:
+        raise UsageError(f"--study is {len(name.encode())} bytes long; keep it under {_NAME_MAX}")
 
 
 @dataclass
@@ -207,6 +253,7 @@ class PreparedStudy:
     created: bool
     settings: dict[str, Any] = field(default_factory=dict)
     options: OptimizeOptions | None = None
+    artifacts: StudyArtifacts | None = None
 
 
 def _stored_or(options_value: Any, stored: dict[str, Any], key: str, default: Any) -> Any:
@@ -264,58 +311,71 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
     )
     pruner = make_pruner(options.pruner, settings["epochs"], options.pruner_startup,
                          options.pruner_warmup)
-    study = optuna.create_study(
-        storage=storage, study_name=study_name, pruner=pruner, direction="maximize",
-        load_if_exists=True,
-    )
-    # Seeded by trials already stored, so a resumed run does not replay the first run's draws.
-    stored_trials = len(study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(options.sampler, settings["seed"] + stored_trials)
-    created = study_name not in existing
-    if created:
-        study.set_user_attr("provenance", {
-            "plugin": pair.name,
-            "architecture": {"name": pair.arch_name, "distribution": pair.arch_dist,
-                             "version": pair.arch_version},
-            "dataset": {"name": pair.dataset_name, "distribution": pair.dataset_dist,
-                        "version": pair.dataset_version},
-            "tuner_version": __version__,
-            "contract_version": CONTRACT_VERSION,
-            "torch_version": torch.__version__,
-            "optuna_version": optuna.__version__,
-            "device": str(device),
-            "search_space": space_desc,
-            "reference_source": pair.arch.reference_source,
-            "created": now_iso(),
-            "train_examples": len(data.train_y),
-            "val_examples": len(data.val_y),
-            **settings,
-        })
-    if record:
-        record_run(study, {
-            "tuner_version": __version__,
-            "torch_version": torch.__version__,
-            "device": str(device),
-            "sampler": options.sampler,
-            "pruner": options.pruner,
-            "jobs": options.jobs,
-            "trials_requested": options.trials,
-            "timeout_s": options.timeout,
-            "trials_stored_before": stored_trials,
-            "space_overrides": list(options.space),
-            # Only when it is not the one in the provenance: trials before and after differ.
-            **({"search_space": space_desc} if space_changed else {}),
-        })
-    if pair.arch.reference is not None and _reference_still_owed(study):
-        enqueue_reference(study, pair.arch.reference, space)
+    # One process at a time from here to the queued reference: two terminals (or machines)
+    # starting one new study must not both create it, describe it and queue its reference.
+    with study_lock(location, storage):
+        study = optuna.create_study(
+            storage=storage, study_name=study_name, pruner=pruner, direction="maximize",
+            load_if_exists=True,
+        )
+        attrs = study.user_attrs
+        spec = choose_spec(options.artifacts, attrs.get(STORE_ATTR), location.db_path,
+                           STUDIES_DIR / f"{study_name}.artifacts")
+        if attrs.get(STORE_ATTR) != spec:
+            study.set_user_attr(STORE_ATTR, spec)
+        keep = options.keep if options.keep is not None else attrs.get(KEEP_ATTR, 1)
+        if attrs.get(KEEP_ATTR) != keep:
+            study.set_user_attr(KEEP_ATTR, keep)
+        stored_trials = len(study.get_trials(deepcopy=False))
+        created = "provenance" not in attrs
+        if created:
+            study.set_user_attr("provenance", {
+                "plugin": pair.name,
+                "architecture": {"name": pair.arch_name, "distribution": pair.arch_dist,
+                                 "version": pair.arch_version},
+                "dataset": {"name": pair.dataset_name, "distribution": pair.dataset_dist,
+                            "version": pair.dataset_version},
+                "tuner_version": __version__,
+                "contract_version": CONTRACT_VERSION,
+                "torch_version": torch.__version__,
+                "optuna_version": optuna.__version__,
+                "device": str(device),
+                "search_space": space_desc,
+                "reference_source": pair.arch.reference_source,
+                "created": now_iso(),
+                "train_examples": len(data.train_y),
+                "val_examples": len(data.val_y),
+                **settings,
+            })
+        if record:
+            record_run(study, {
+                "tuner_version": __version__,
+                "torch_version": torch.__version__,
+                "device": str(device),
+                "sampler": options.sampler,
+                "pruner": options.pruner,
+                "jobs": options.jobs,
+                "trials_requested": options.trials,
+                "timeout_s": options.timeout,
+                "trials_stored_before": stored_trials,
+                "space_overrides": list(options.space),
+                # Only when it is not the one in the provenance: trials before and after differ.
+                **({"search_space": space_desc} if space_changed else {}),
+            })
+        if pair.arch.reference is not None and _reference_still_owed(study):
+            enqueue_reference(study, pair.arch.reference, space)
+    # Seeded by this process's first trial, so that a resumed run does not replay the first
+    # run's draws and two processes started together do not draw alike.
+    study.sampler = make_sampler(options.sampler, settings["seed"], per_process=True)
+    artifacts = StudyArtifacts(study, spec, location.db_path, keep)
     objective = Objective(
         arch=pair.arch, data=data, space=space, epochs=settings["epochs"], seed=settings["seed"],
-        weights_dir=location.weights_dir, compile=options.compile,
+        artifacts=artifacts, compile=options.compile,
     )
     if listener is not None:
         objective.listener = listener
-    _restore_best(study, objective)
-    return PreparedStudy(pair, study, location, objective, data, device, created, settings, options)
+    _restore_kept(study, objective, keep)
+    return PreparedStudy(pair, study, location, objective, data, device, created, settings, options, artifacts)
 
 
 def _reference_still_owed(study: optuna.Study) -> bool:
@@ -327,59 +387,10 @@ def _reference_still_owed(study: optuna.Study) -> bool:
                for t in references)
 
 
-def _restore_best(study: optuna.Study, objective: Objective) -> None:
-    """A resumed study continues from its stored best and reference weights."""
-    ref = reference_trial(study)
-    if ref is not None and ref.user_attrs.get("weights"):
-        objective.reference_weights = Path(ref.user_attrs["weights"])
-    try:
-        best = best_trial(study)
-    except StudyError:  # no completed trial yet
-        return
-    objective.best_value = best.value
-    if best.user_attrs.get("weights"):
-        objective.best_weights = Path(best.user_attrs["weights"])
-
-
-class LongLivedHeap:
-    """While trials run: what lives as long as the study (torch, Optuna and SQLAlchemy's
-    ~400,000 objects, the data) is moved out of the garbage collector's sight with
-    ``gc.freeze()``, and put back after.
-
-    Python's full collection walks every tracked object, and each took 200-330 ms on the
-    benchmark machine; two to four fell in a run's first trial (torch.optim imports
-    torch._dynamo on first use: ~130,000 more objects), and one in the middle of a study made
-    a 2 s trial's overhead 7% instead of 2% (docs/benchmarks.md, benchmark 2). Frozen, a full
-    collection walks only what the study made since. Used as an Optuna callback, this freezes
-    once more after the first trial, so that what it imported and cached is left out too. A
-    process that already freezes its own heap (a pre-forking server) is left alone. Frozen
-    objects are still freed when nothing refers to them; only reference cycles among them wait
-    until the study ends.
-    """
-
-    def __init__(self) -> None:
-        self._owned = False
-        self._settled = False
-
-    def __enter__(self) -> LongLivedHeap:
-        if not gc.get_freeze_count():
-            self._owned = True
-            self._freeze()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._owned:
-            gc.unfreeze()
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if self._owned and not self._settled:
-            self._settled = True
-            self._freeze()
-
-    @staticmethod
-    def _freeze() -> None:
-        gc.collect()  # so that no garbage is frozen for the whole study
-        gc.freeze()
+def _restore_kept(study: optuna.Study, objective: Objective, keep: int) -> None:
+    """A resumed study continues from the best trials it stored (whose weights are kept)."""
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    objective.kept = sorted(((t.value, t.number) for t in done), key=lambda k: (-k[0], k[1]))[:keep]
 
 
 def run_study(
@@ -389,25 +400,27 @@ def run_study(
 ) -> None:
     """Run trials, ``jobs`` at a time (see tuner.parallel). Failed trials (NaN loss, out of
     memory) are recorded and the study goes on; Ctrl-C ends the running trials as failed
-    ("interrupted") and propagates."""
-    if jobs > 1:
-        assert prepared.options is not None, "prepare_study records the options workers need"
-        try:
-            run_parallel(prepared.options, prepared.study, jobs, trials, timeout,
+    ("interrupted") and propagates. Afterwards only the weights the study keeps are left."""
+    try:
+        if jobs > 1:
+            assert prepared.options is not None, "prepare_study records the options workers need"
+            run_parallel(prepared.options, prepared.study, jobs, trials, timeout, prepare=prepare_study,
                          listener=prepared.objective.listener, callbacks=callbacks,
                          device_type=prepared.device.type)
-        finally:
-            tidy_weights(prepared.study, prepared.location.weights_dir)
-        return
-    with LongLivedHeap() as heap:
-        prepared.study.optimize(
-            prepared.objective, n_trials=trials, timeout=timeout, catch=(TrialFailed,),
-            callbacks=[*callbacks, heap], gc_after_trial=False,
-        )
+            return
+        with LongLivedHeap() as heap:
+            prepared.study.optimize(
+                prepared.objective, n_trials=trials, timeout=timeout, catch=(TrialFailed,),
+                callbacks=[prepared.objective.after_trial, *callbacks, heap], gc_after_trial=False,
+            )
+    finally:
+        if prepared.artifacts is not None:
+            prepared.artifacts.tidy()
 
 
 def measure_test_accuracy(prepared: PreparedStudy) -> dict[int, float]:
-    """Test accuracy of the best and the reference trial, each measured once per study."""
+    """Test accuracy of the best and the reference trial, each measured once per study.
+    Weights that are missing or damaged are skipped with one warning line."""
     study = prepared.study
     stored = test_accuracies(study)
     wanted = []
@@ -416,16 +429,20 @@ def measure_test_accuracy(prepared: PreparedStudy) -> dict[int, float]:
     except StudyError:  # no completed trial: nothing to report
         return stored
     ref = reference_trial(study)
-    if ref is not None and ref.state.name == "COMPLETE":
+    if ref is not None and ref.state.name == "COMPLETE" and ref.number != wanted[0].number:
         wanted.append(ref)
     changed = False
     for trial in wanted:
-        path = trial.user_attrs.get("weights")
-        if trial.number in stored or not path or not Path(path).exists():
+        if trial.number in stored or prepared.artifacts is None:
+            continue
+        try:
+            state = prepared.artifacts.load_state(trial)
+        except WeightsError as e:
+            log.warning("test accuracy of trial %d not measured: %s", trial.number, e)
             continue
         hp = Hyperparameters.from_dict(trial.user_attrs["hparams"])
         model = prepared.pair.arch.build(prepared.data.shape, hp)
-        model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+        model.load_state_dict(state)
         model.to(prepared.device)
         _, acc = evaluate(model, prepared.data, prepared.data.test_x, prepared.data.test_y,
                           amp=prepared.device.type == "cuda")

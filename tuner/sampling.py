@@ -17,7 +17,7 @@ trial instead, as it would be if it had finished a moment later.
 from __future__ import annotations
 
 import copy
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Any
 
 import optuna
@@ -49,10 +49,16 @@ class _StudySnapshot:
 
 
 class SnapshotSampler(optuna.samplers.BaseSampler):
-    """Wraps any Optuna sampler; see the module's docstring. ``base`` is the sampler that draws."""
+    """Wraps any Optuna sampler; see the module's docstring. ``base`` is the sampler that draws.
 
-    def __init__(self, base: optuna.samplers.BaseSampler) -> None:
+    ``restart``: called once, with the number of the first trial this process samples, to make
+    the sampler that draws from then on (a seed stream of this process's own: see
+    :func:`tuner.run.make_sampler`)."""
+
+    def __init__(self, base: optuna.samplers.BaseSampler,
+                 restart: Callable[[int], optuna.samplers.BaseSampler] | None = None) -> None:
         self.base = base
+        self._restart = restart
         self._trial_number: int | None = None
         self._view: _StudySnapshot | None = None
 
@@ -65,6 +71,8 @@ class SnapshotSampler(optuna.samplers.BaseSampler):
         return self._view
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self._restart is not None:
+            self.base, self._restart = self._restart(trial.number), None
         self._view = None
         self.base.before_trial(self._study_for(study, trial), trial)  # type: ignore[arg-type]
 

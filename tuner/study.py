@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import os
 import sqlite3
 import time
@@ -22,6 +23,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner import artifacts
 from tuner.errors import StudyError, UsageError
 from tuner.objective import REFERENCE_ATTR
 
@@ -37,20 +39,33 @@ _REQUIRED_TABLES = {"studies", "trials", "trial_values"}
 
 @dataclass(frozen=True)
 class Location:
-    """Where a study's database and its weights live."""
+    """Where a study's database lives."""
 
     url: str
     db_path: Path | None  # None for a non-SQLite --storage URL
     study_name: str
 
     @property
-    def weights_dir(self) -> Path:
-        base = self.db_path.parent if self.db_path is not None else STUDIES_DIR
-        return base / self.study_name
-
-    @property
     def shown(self) -> str:
-        return str(self.db_path) if self.db_path is not None else self.url
+        """The file, or the URL without its password: what every message and record shows."""
+        return str(self.db_path) if self.db_path is not None else hide_password(self.url)
+
+
+def hide_password(url: str) -> str:
+    """``postgresql://u:***@host/db``: SQLAlchemy's own rendering of a URL without its secret."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show only its scheme
+        return url.split("://", 1)[0] + "://…" if "://" in url else "…"
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with the URL's password (if any) replaced, for a driver's error message."""
+    try:
+        password = sqlalchemy.engine.make_url(url).password
+    except Exception:
+        return text
+    return text.replace(str(password), "***") if password else text
 
 
 def sqlite_url(path: Path) -> str:
@@ -138,21 +153,22 @@ def storage_for(location: Location, *, create: bool, heartbeat: bool = False) ->
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path | None, *, exclusive: bool) -> Iterator[None]:
+def _file_lock(path: Path | None, *, exclusive: bool, folder: bool = False) -> Iterator[None]:
     """While a process creates or opens a study file: an exclusive lock to create (the first
     of two terminals makes the tables, the second finds them), a shared one to open (a reader
-    never sees a half-made file). flock(2), which SQLite's own fcntl locks do not notice."""
+    never sees a half-made file). flock(2), which SQLite's own fcntl locks do not notice.
+    ``folder``: lock the folder ``path`` exclusively (it is opened read-only)."""
     if path is None or fcntl is None:
         yield
         return
     try:
         flags = os.O_RDWR | os.O_CREAT if exclusive else os.O_RDONLY  # O_CREAT never truncates
-        fd = os.open(path, flags, 0o644)
+        fd = os.open(path, os.O_RDONLY if folder else flags, 0o644)
     except OSError:  # missing, a folder, no permission: the checks after say which, clearly
         yield
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive or folder else fcntl.LOCK_SH)
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -176,9 +192,47 @@ def _open_rdb(location: Location, create: bool, beat: dict[str, Any]) -> optuna.
             if create and racing and attempt + 1 < _CREATE_ATTEMPTS:
                 time.sleep(0.1 * (attempt + 1))
                 continue
-            reason = str(getattr(e, "orig", None) or e).splitlines()[0]  # not SQLAlchemy's SQL dump
-            raise StudyError(f"cannot open {location.shown}: {type(e).__name__}: {reason}") from None
+            cause = _innermost(e)
+            reason = (str(cause).strip().splitlines() or [""])[0]  # not SQLAlchemy's SQL dump
+            reason = scrub(reason, location.url)
+            raise StudyError(f"cannot open {location.shown}: {type(cause).__name__}: {reason}") from None
     return storage
+
+
+@contextlib.contextmanager
+def study_lock(location: Location, storage: optuna.storages.RDBStorage) -> Iterator[None]:
+    """One process at a time on the study's set-up: flock(2) on a SQLite file's folder, an
+    advisory lock on PostgreSQL; other servers (MySQL) go without, and may queue two references.
+
+    Not on the file itself: this process has it open in SQLite by now, and closing any other
+    descriptor of a file drops all of the process's POSIX locks on it, SQLite's included."""
+    if location.db_path is not None:
+        with _file_lock(location.db_path.absolute().parent, exclusive=False, folder=True):
+            yield
+        return
+    if storage.engine.dialect.name != "postgresql":
+        yield
+        return
+    key = int.from_bytes(hashlib.sha256(f"tuner:{location.study_name}".encode()).digest()[:8], "big", signed=True)
+    with storage.engine.connect() as connection:
+        connection.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
+        try:
+            yield
+        finally:
+            connection.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+            connection.commit()
+
+
+def _innermost(e: BaseException) -> BaseException:
+    """The driver's own error under Optuna's and SQLAlchemy's wrappers."""
+    seen = set()
+    while id(e) not in seen:
+        seen.add(id(e))
+        nxt = getattr(e, "orig", None) or e.__cause__
+        if nxt is None:
+            break
+        e = nxt
+    return e
 
 
 def _fast_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -270,7 +324,6 @@ class TrialView:
     history: list[dict[str, float]]
     duration_s: float | None
     reason: str | None
-    weights: str | None
     reference: bool
 
     @property
@@ -283,7 +336,6 @@ def view(trial: FrozenTrial) -> TrialView:
     reason = attrs.get("prune_reason") if trial.state == TrialState.PRUNED else None
     if trial.state == TrialState.FAIL:
         reason = attrs.get("fail_reason") or trial.system_attrs.get("fail_reason") or KILLED
-    weights = attrs.get("weights")
     return TrialView(
         number=trial.number,
         state=trial.state.name,
@@ -292,7 +344,6 @@ def view(trial: FrozenTrial) -> TrialView:
         history=list(attrs.get("history", [])),
         duration_s=trial.duration.total_seconds() if trial.duration else None,
         reason=reason,
-        weights=weights if weights and Path(weights).exists() else None,
         reference=bool(attrs.get(REFERENCE_ATTR)),
     )
 
@@ -317,12 +368,18 @@ def test_accuracies(study: optuna.Study) -> dict[int, float]:
     return {int(k): v for k, v in study.user_attrs.get("test_accuracy", {}).items()}
 
 
-def best_summary(study: optuna.Study) -> dict[str, Any]:
-    """What ``tuner best --json`` prints."""
-    best = view(best_trial(study))
+def best_summary(study: optuna.Study, db_path: Path | None = None) -> dict[str, Any]:
+    """What ``tuner best --json`` prints. ``weights`` is a local file that loads with
+    ``torch.load(path, weights_only=True)`` (fetched into a cache from an object store), or
+    None with the reason under ``weights_artifact.problem``."""
+    best_frozen = best_trial(study)
+    best = view(best_frozen)
     ref = reference_trial(study)
     ref_view = view(ref) if ref is not None else None
     tests = test_accuracies(study)
+    store = artifacts.for_study(study, db_path)
+    found = artifacts.find_weights(best_frozen, store)
+    ref_found = artifacts.find_weights(ref, store) if ref is not None else None
     return {
         "study": study.study_name,
         "plugin": study.user_attrs.get("provenance", {}).get("plugin"),
@@ -331,10 +388,13 @@ def best_summary(study: optuna.Study) -> dict[str, Any]:
         "params": best.hparams,
         "epochs": best.history,
         "test_accuracy": tests.get(best.number),
-        "weights": best.weights,
+        "weights": str(found.path) if found is not None and found.ok else None,
+        "weights_artifact": found.as_dict() if found is not None else None,
+        "artifacts": store.shown if store is not None else None,
         "reference_trial": ref_view.number if ref_view else None,
         "reference_value": ref_view.value if ref_view else None,
         "reference_test_accuracy": tests.get(ref_view.number) if ref_view else None,
+        "reference_weights": str(ref_found.path) if ref_found is not None and ref_found.ok else None,
         "counts": state_counts(study),
         "runs": runs(study),
     }

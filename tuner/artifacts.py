@@ -1,0 +1,395 @@
+"""A study's trial weights: written, found, checked and tidied through Optuna's artifact store.
+
+Weights are artifacts of the study, not files at a conventional path. Each kept trial records
+``weights = {"artifact_id", "sha256", "bytes", "file"}`` in its user attributes (Optuna's own
+artifact metadata sits in its system attributes), so every command finds them through the study.
+Where the store is, is a study setting (``STORE_ATTR``):
+
+- a SQLite study's default is a folder beside the file, named after it: ``studies/a.db`` ->
+  ``studies/a.artifacts/``, stored as ``BESIDE_DB`` so that the pair can be moved or copied
+  together; two databases never share one.
+- ``--artifacts DIR`` stores an absolute folder (a shared mount for workers on many machines),
+  ``--artifacts s3://bucket`` an S3-compatible bucket (``tuner[s3]``; credentials come from
+  boto3's usual environment, never from the study).
+
+Writes to a folder are atomic (temporary file, fsync, rename). A file that is missing, empty, or
+whose sha256 differs from the record is *damaged*: reported by name, never loaded.
+Studies written before the store keep a plain path in ``weights``; it is still read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.errors import StudyError, UsageError
+from tuner.objective import REFERENCE_ATTR
+
+WEIGHTS_ATTR = "weights"  # trial user attr: the record above (or a path: the layout before the store)
+STORE_ATTR = "artifacts"  # study user attr: where the store is
+BESIDE_DB = "beside-db"  # STORE_ATTR value: <db file without .db>.artifacts/
+
+
+class WeightsError(StudyError):
+    """Weights could not be written (disk full, read-only folder) or read back (damaged)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the store is.
+
+
+def default_spec(db_path: Path | None) -> str | None:
+    """``BESIDE_DB`` for a SQLite study; None (must be chosen) for a server database."""
+    return BESIDE_DB if db_path is not None else None
+
+
+def spec_for_option(option: str) -> str:
+    """What ``--artifacts`` stores: an absolute folder, or an ``s3://`` URL as given."""
+    if not option.strip():
+        raise UsageError("--artifacts is empty; give a folder or an s3://bucket URL")
+    if "://" in option:
+        if not option.startswith("s3://") or not option.removeprefix("s3://").strip("/"):
+            raise UsageError(f"--artifacts {option}: give a folder or an s3://bucket[/prefix] URL")
+        return option.rstrip("/")
+    return str(Path(option).expanduser().absolute())
+
+
+def store_folder(spec: str, db_path: Path | None) -> Path | None:
+    """The local folder a spec names (None for an object store)."""
+    if spec == BESIDE_DB:
+        assert db_path is not None, "BESIDE_DB is only stored for SQLite studies"
+        return db_path.absolute().with_suffix(".artifacts")
+    if spec.startswith("s3://"):
+        return None
+    return Path(spec)
+
+
+def shown(spec: str, db_path: Path | None) -> str:
+    folder = store_folder(spec, db_path)
+    return f"{folder}/" if folder is not None else spec
+
+
+class AtomicFileSystemStore(FileSystemArtifactStore):
+    """Optuna's folder store, but a reader never sees half a file: write a temporary file in
+    the same folder, fsync it, rename it over the final name, fsync the folder."""
+
+    def __init__(self, base_path: Path) -> None:
+        super().__init__(base_path)
+        self.base_path = base_path
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        final = self._get_filepath(artifact_id)
+        try:
+            self.base_path.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.base_path, prefix=".tmp-", suffix=".part")
+        except OSError as e:
+            raise _write_error(self.base_path, e) from None
+        try:
+            with os.fdopen(fd, "wb") as f:
+                while chunk := content_body.read(1 << 20):
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+            _fsync_folder(self.base_path)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise _write_error(self.base_path, e) from None
+
+
+def _fsync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system lets a folder be opened
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_error(folder: Path, e: OSError) -> WeightsError:
+    if e.errno == errno.ENOSPC:
+        why = "the disk is full"
+    elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        why = "it is read-only"
+    else:
+        why = e.strerror or str(e)
+    return WeightsError(f"cannot write weights to {folder}/ ({why}); free space or give --artifacts "
+                        "a folder you can write")
+
+
+def open_store(spec: str, db_path: Path | None) -> Any:
+    """The artifact store a spec names."""
+    folder = store_folder(spec, db_path)
+    if folder is not None:
+        return AtomicFileSystemStore(folder)
+    bucket, _, prefix = spec.removeprefix("s3://").partition("/")
+    try:
+        import boto3  # noqa: F401  (optional extra)
+    except ImportError:
+        raise UsageError(f"{spec}: an s3:// store needs boto3; pip install 'tuner[s3]'") from None
+    store = optuna.artifacts.Boto3ArtifactStore(bucket)
+    return _Prefixed(store, prefix) if prefix else store
+
+
+class _Prefixed:
+    """An object store whose keys live under ``prefix/`` (one bucket, several studies)."""
+
+    def __init__(self, store: Any, prefix: str) -> None:
+        self.store, self.prefix = store, prefix.strip("/")
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        return self.store.open_reader(f"{self.prefix}/{artifact_id}")
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        self.store.write(f"{self.prefix}/{artifact_id}", content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        self.store.remove(f"{self.prefix}/{artifact_id}")
+
+
+def cache_folder() -> Path:
+    """Where weights fetched from an object store are kept: one file per artifact id."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "tuner" / "artifacts"
+
+
+# ---------------------------------------------------------------------------------------------
+# The study's weights.
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A trial's weights as found: ``path`` loads with ``torch.load(path, weights_only=True)``
+    when ``problem`` is None."""
+
+    trial: int
+    path: Path | None
+    artifact_id: str | None
+    sha256: str | None
+    problem: str | None  # "missing", "damaged (...)", "cannot be reached (...)"; None when fine
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.artifact_id, "sha256": self.sha256, "path": str(self.path) if self.path else None,
+                "problem": self.problem}
+
+    def describe(self) -> str:
+        if self.ok:
+            return str(self.path)
+        where = self.path or self.artifact_id
+        return f"{where}: {self.problem}"
+
+
+class StudyArtifacts:
+    """The weights of one study: save a trial's, find and check them, remove those not kept.
+
+    Args:
+        study: The study.
+        spec: Where the store is (see the module's docstring).
+        db_path: The SQLite file, for ``BESIDE_DB``.
+        keep: How many of the best completed trials keep their weights (the reference always does).
+    """
+
+    def __init__(self, study: optuna.Study, spec: str, db_path: Path | None, keep: int = 1) -> None:
+        self.study, self.spec, self.db_path, self.keep = study, spec, db_path, keep
+        self.store = open_store(spec, db_path)
+        self.folder = store_folder(spec, db_path)
+
+    @property
+    def shown(self) -> str:
+        return shown(self.spec, self.db_path)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def save(self, trial: optuna.Trial, model: torch.nn.Module) -> dict[str, Any]:
+        """Upload the model's weights (on the CPU) as the trial's artifact and record it."""
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        scratch = self.folder if self.folder is not None else cache_folder()
+        try:
+            scratch.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=scratch, prefix=".save-", suffix=".part")
+            os.close(fd)
+        except OSError as e:
+            raise _write_error(scratch, e) from None
+        staged = Path(tmp).with_name(f"trial-{trial.number}.pt")  # the artifact's file name
+        try:
+            try:
+                torch.save(state, tmp)
+                os.replace(tmp, staged)
+            except (OSError, RuntimeError) as e:  # torch wraps a full disk in RuntimeError
+                cause = e if isinstance(e, OSError) else OSError(errno.ENOSPC if "No space" in str(e) else 0,
+                                                                 str(e).splitlines()[0])
+                raise _write_error(scratch, cause) from None
+            digest, size = _sha256(staged)
+            artifact_id = upload_artifact(artifact_store=self.store, file_path=str(staged),
+                                          study_or_trial=trial)
+        finally:
+            for leftover in (tmp, staged):
+                with contextlib.suppress(OSError):
+                    os.unlink(leftover)
+        record = {"artifact_id": artifact_id, "sha256": digest, "bytes": size, "file": staged.name}
+        trial.set_user_attr(WEIGHTS_ATTR, record)
+        return record
+
+    def remove(self, trial: FrozenTrial) -> None:
+        record = trial.user_attrs.get(WEIGHTS_ATTR)
+        if isinstance(record, dict):
+            with contextlib.suppress(ArtifactNotFound, OSError):
+                self.store.remove(record["artifact_id"])
+        elif isinstance(record, str):  # the layout before the store
+            with contextlib.suppress(OSError):
+                Path(record).unlink()
+
+    def tidy(self, trials: Iterable[FrozenTrial] | None = None) -> None:
+        """Remove the weights of finished trials that no longer qualify. Trials still running
+        (another process on a shared study) are left alone."""
+        trials = list(self.study.get_trials(deepcopy=False) if trials is None else trials)
+        kept = kept_numbers(trials, self.keep)
+        for t in trials:
+            if t.state.is_finished() and t.number not in kept and t.user_attrs.get(WEIGHTS_ATTR):
+                self.remove(t)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def find(self, trial: FrozenTrial) -> Weights | None:
+        """The trial's weights, checked (size and sha256); None when it never kept any."""
+        return find(trial, self.store, self.folder)
+
+    def load_state(self, trial: FrozenTrial) -> dict[str, torch.Tensor]:
+        weights = self.find(trial)
+        if weights is None:
+            raise WeightsError(f"trial {trial.number} kept no weights")
+        if not weights.ok:
+            raise WeightsError(f"weights of trial {trial.number} {weights.describe()}")
+        return load_state(weights)
+
+
+def kept_numbers(trials: Iterable[FrozenTrial], keep: int) -> set[int]:
+    """The trials whose weights are kept: the ``keep`` best completed ones, and the reference."""
+    trials = list(trials)
+    done = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: (-t.value, t.number))
+    kept = {t.number for t in done[:keep]}
+    kept |= {t.number for t in trials if t.user_attrs.get(REFERENCE_ATTR)}
+    return kept
+
+
+def find(trial: FrozenTrial, store: Any, folder: Path | None) -> Weights | None:
+    record = trial.user_attrs.get(WEIGHTS_ATTR)
+    if not record:
+        return None
+    if isinstance(record, str):  # before the store: a path, no checksum
+        path = Path(record)
+        if not path.exists():
+            return Weights(trial.number, path, None, None, "missing")
+        problem = "damaged (0 bytes)" if path.stat().st_size == 0 else None
+        return Weights(trial.number, path, None, None, problem)
+    artifact_id, digest = record["artifact_id"], record["sha256"]
+    if folder is not None:
+        path = folder / artifact_id
+        if not path.exists():
+            return Weights(trial.number, path, artifact_id, digest, "missing")
+    else:
+        path = cache_folder() / f"{artifact_id}.pt"
+        if not path.exists():
+            try:
+                _download(store, artifact_id, path)
+            except ArtifactNotFound:
+                return Weights(trial.number, None, artifact_id, digest, "missing")
+            except Exception as e:  # boto3 and botocore raise many kinds: all mean unreachable
+                reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+                return Weights(trial.number, None, artifact_id, digest, f"cannot be reached ({reason})")
+    got, size = _sha256(path)
+    if size == 0:
+        return Weights(trial.number, path, artifact_id, digest, "damaged (0 bytes)")
+    if got != digest:
+        return Weights(trial.number, path, artifact_id, digest,
+                       f"damaged (sha256 {got[:12]}… is not the stored {digest[:12]}…)")
+    return Weights(trial.number, path, artifact_id, digest, None)
+
+
+def load_state(weights: Weights) -> dict[str, torch.Tensor]:
+    """Load checked weights; a file that still does not unpickle as tensors is damaged."""
+    assert weights.path is not None
+    try:
+        return torch.load(weights.path, weights_only=True, map_location="cpu")
+    except Exception as e:  # pickle, zip and torch errors: all mean the file is not weights
+        raise WeightsError(f"weights of trial {weights.trial} at {weights.path} are damaged "
+                           f"({type(e).__name__}); re-run the trial with `tuner optimize`") from None
+
+
+def _download(store: Any, artifact_id: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fetch-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, contextlib.closing(store.open_reader(artifact_id)) as reader:
+            while chunk := reader.read(1 << 20):
+                out.write(chunk)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def spec_of(study: optuna.Study, db_path: Path | None) -> str | None:
+    """The store a study names; a study from before the store: the SQLite default."""
+    return study.user_attrs.get(STORE_ATTR) or default_spec(db_path)
+
+
+def for_study(study: optuna.Study, db_path: Path | None, keep: int | None = None) -> StudyArtifacts | None:
+    """The study's artifacts, or None when it names no store (a server study from before it)."""
+    spec = spec_of(study, db_path)
+    if spec is None:
+        return None
+    return StudyArtifacts(study, spec, db_path, keep if keep is not None else study.user_attrs.get(KEEP_ATTR, 1))
+
+
+KEEP_ATTR = "keep"  # study user attr: how many of the best trials keep weights (--keep)
+
+
+def choose_spec(option: str | None, stored: str | None, db_path: Path | None, fallback_folder: Path) -> str:
+    """The store for ``tuner optimize``: the stored one (asking for another is an error), else
+    ``--artifacts``, else the default (``fallback_folder`` for a server database)."""
+    asked = spec_for_option(option) if option is not None else None
+    if stored is not None:
+        if asked is not None and asked != stored:
+            raise UsageError(f"this study keeps its weights in {shown(stored, db_path)}; leave out --artifacts "
+                             "or give that one to resume")
+        return stored
+    return asked or default_spec(db_path) or spec_for_option(str(fallback_folder))
+
+
+def find_weights(trial: FrozenTrial, store: StudyArtifacts | None) -> Weights | None:
+    """A trial's weights through the study's store (a path record needs none)."""
+    if store is not None:
+        return store.find(trial)
+    record = trial.user_attrs.get(WEIGHTS_ATTR)
+    if isinstance(record, dict):
+        return Weights(trial.number, None, record.get("artifact_id"), record.get("sha256"),
+                       "cannot be reached (the study names no artifact store)")
+    return find(trial, None, None)

@@ -1,0 +1,48 @@
+"""Keep the start-up heap out of the garbage collector's sight while trials run."""
+
+from __future__ import annotations
+
+import gc
+
+import optuna
+
+
+class LongLivedHeap:
+    """While trials run: what lives as long as the study (torch, Optuna and SQLAlchemy's
+    ~400,000 objects, the data) is moved out of the garbage collector's sight with
+    ``gc.freeze()``, and put back after.
+
+    Python's full collection walks every tracked object, and each took 200-330 ms on the
+    benchmark machine; two to four fell in a run's first trial (torch.optim imports
+    torch._dynamo on first use: ~130,000 more objects), and one in the middle of a study made
+    a 2 s trial's overhead 7% instead of 2% (docs/benchmarks.md, benchmark 2). Frozen, a full
+    collection walks only what the study made since. Used as an Optuna callback, this freezes
+    once more after the first trial, so that what it imported and cached is left out too. A
+    process that already freezes its own heap (a pre-forking server) is left alone. Frozen
+    objects are still freed when nothing refers to them; only reference cycles among them wait
+    until the study ends.
+    """
+
+    def __init__(self) -> None:
+        self._owned = False
+        self._settled = False
+
+    def __enter__(self) -> LongLivedHeap:
+        if not gc.get_freeze_count():
+            self._owned = True
+            self._freeze()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._owned:
+            gc.unfreeze()
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self._owned and not self._settled:
+            self._settled = True
+            self._freeze()
+
+    @staticmethod
+    def _freeze() -> None:
+        gc.collect()  # so that no garbage is frozen for the whole study
+        gc.freeze()
