@@ -80,6 +80,7 @@ def test_an_empty_study(tmp_path):
     assert "no completed trial" in one_error_line(run_tuner("best", "e.db", cwd=tmp_path))
 
 
+@pytest.mark.slow
 def test_unknown_study_name_and_several_studies(db):
     line = one_error_line(run_tuner("best", str(db), "--study", "nope", cwd=db.parent))
     assert "no study 'nope'" in line and "mlp-digits" in line
@@ -145,6 +146,7 @@ def test_missing_data_offline_names_the_path_and_the_fix(tmp_path):
     assert "CIFAR-10 files missing" in line and "cifar-10-python.tar.gz" in line
 
 
+@pytest.mark.slow
 def test_unknown_plugin_refused_pair_and_unknown_option(tmp_path, demo_plugins):
     from conftest import pythonpath
 
@@ -168,3 +170,25 @@ def test_version_and_help_on_every_command(tmp_path):
         text = run_tuner(command, "--help", cwd=tmp_path, check=True).stdout
         assert "Usage: tuner " + command in text
     assert "New trials to run now" in run_tuner("optimize", "--help", cwd=tmp_path).stdout
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("--seed", "-1"), "--seed must be between 0 and 4294967295"),
+    (("--seed", str(2**32)), "--seed must be between 0 and 4294967295"),
+    (("--timeout", "nan"), "--timeout must be a finite number"),
+    (("--timeout", "inf"), "--timeout must be a finite number"),
+    (("--db", ""), "--db is empty"),
+    (("--db", "sqlite:///x.db"), "--db takes a file path, not a URL; use --storage sqlite:///x.db"),
+    (("--study", "../x"), "cannot contain /"),
+    (("--study", "/abs/path"), "cannot contain /"),
+    (("--study", "."), "cannot contain /"),
+    (("--study", ""), "--study is empty"),
+    (("--study", "a\x01b"), "control characters"),
+    (("--study", "x" * 300), "--study is 300 bytes long"),
+    (("--keep", "0"), "--keep must be at least 1"),
+    (("--artifacts", "ftp://host/x"), "give a folder or an s3://bucket"),
+])
+def test_bad_input_is_one_line_and_nothing_is_made(args, expected, tmp_path):
+    line = one_error_line(run_tuner("optimize", "--plugin", "mlp-digits", *args, cwd=tmp_path))
+    assert expected in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no folder, no half-made database
