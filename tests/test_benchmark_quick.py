@@ -10,9 +10,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 
+@pytest.mark.slow
 def test_tuner_loop_is_not_slower_than_a_bare_preloaded_loop():
     proc = subprocess.run(
         [sys.executable, "benchmarks/engine.py", "--quick", "--check", "--noise", "0.25", "--steps", "200",

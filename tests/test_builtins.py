@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import run_tuner
 from torch import nn
@@ -74,6 +75,7 @@ def test_tv_alexnet_loads_a_local_imagenet_checkpoint(tmp_path, monkeypatch):
     assert state["classifier.6.weight"].shape == (10, 4096)  # a new head for 10 classes
 
 
+@pytest.mark.slow
 def test_tv_alexnet_says_which_it_did(tmp_path):
     proc = run_tuner("plugins", "--check", "tv-alexnet-digits", cwd=tmp_path, check=True)
     assert "training from scratch" in proc.stderr and "TUNER_TV_ALEXNET_WEIGHTS" in proc.stderr

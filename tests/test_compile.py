@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 import torch
 from conftest import one_error_line, run_tuner
 
@@ -13,6 +14,7 @@ from tuner.data import model_shape
 from tuner.registry import registry
 
 
+@pytest.mark.slow
 def test_compiled_trials_keep_plain_weights(tmp_path):
     proc = run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "3", "--epochs", "2", "--compile",
                      "--quiet", cwd=tmp_path, check=True)
@@ -25,6 +27,7 @@ def test_compiled_trials_keep_plain_weights(tmp_path):
     model.load_state_dict(torch.load(summary["weights"], weights_only=True))
 
 
+@pytest.mark.slow
 def test_a_compiler_that_fails_is_one_line(tmp_path):
     env = {**os.environ, "CXX": "/bin/false"}  # no working C++ compiler for inductor
     proc = run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "2", "--epochs", "1", "--compile",
@@ -33,6 +36,7 @@ def test_a_compiler_that_fails_is_one_line(tmp_path):
     assert "--compile: torch.compile failed" in line and "run without --compile" in line
 
 
+@pytest.mark.slow
 def test_a_study_that_changes_shapes_stays_compiled(tmp_path):
     """netwidth searches its layer width: every trial brings new shapes (and batch sizes). With
     torch's default limit of 8 recompiles the third trial hit it and later ones ran uncompiled."""

@@ -112,6 +112,7 @@ def test_cli_duplicate_name_from_an_installed_package(dup_plugins, tmp_path):
     assert "mlp" in listing.stdout and "claimed by" in listing.stdout
 
 
+@pytest.mark.slow
 def test_third_party_package_is_discovered_and_pairs_with_builtins(demo_plugins, tmp_path):
     env = pythonpath(demo_plugins)
     listing = run_tuner("plugins", cwd=tmp_path, env=env, check=True)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from conftest import TUNER, run_tuner, wait_for_trials
 
 from tuner import study as study_module
@@ -31,6 +32,7 @@ def start_and_wait_for_trial_zero(tmp_path: Path, epochs: int) -> subprocess.Pop
     return proc
 
 
+@pytest.mark.slow
 def test_sigterm_stops_like_ctrl_c(tmp_path):
     proc = start_and_wait_for_trial_zero(tmp_path, epochs=300)
     proc.send_signal(signal.SIGTERM)
@@ -42,6 +44,7 @@ def test_sigterm_stops_like_ctrl_c(tmp_path):
     assert trial.state.name == "FAIL" and trial.user_attrs["fail_reason"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_a_killed_trial_is_failed_as_killed_and_the_reference_runs_again(tmp_path, monkeypatch):
     proc = start_and_wait_for_trial_zero(tmp_path, epochs=100)  # a few seconds of training
     proc.kill()  # SIGKILL: nothing in the process runs any more

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from conftest import TUNER
 
 from tuner.study import Location, sqlite_url, storage_for
@@ -66,12 +67,14 @@ def run_at_once(tmp_path: Path, action: str, paths: list[Path]) -> list[str]:
     return lines
 
 
+@pytest.mark.slow
 def test_processes_creating_one_new_study_file_at_once_all_open_it(tmp_path):
     paths = [tmp_path / f"round{k}" / "studies" / "x.db" for k in range(5)]
     lines = run_at_once(tmp_path, "create", paths)
     assert lines == ["ok"] * PROCESSES * len(paths), [line for line in lines if line != "ok"]
 
 
+@pytest.mark.slow
 def test_a_queued_trial_is_taken_by_one_process_however_many_ask_at_once(tmp_path):
     db = tmp_path / "studies" / "x.db"
     study = optuna.create_study(study_name="s", storage=storage_for(Location(sqlite_url(db), db, "s"), create=True))
@@ -84,6 +87,7 @@ def test_a_queued_trial_is_taken_by_one_process_however_many_ask_at_once(tmp_pat
     assert len(study.trials) == len(asked)
 
 
+@pytest.mark.slow
 def test_two_terminals_running_one_new_study_share_it(tmp_path):
     args = [TUNER, "optimize", "--plugin", "mlp-digits", "--trials", "2", "--epochs", "2", "--quiet"]
     env = {**os.environ, "TUNER_OFFLINE": "1"}

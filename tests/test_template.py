@@ -19,6 +19,7 @@ def template_site(tmp_path_factory) -> Path:
     return pip_install_target(TEMPLATE, tmp_path_factory.mktemp("template-site"))
 
 
+@pytest.mark.slow
 def test_template_is_tuned_end_to_end_through_the_cli(template_site, tmp_path):
     env = pythonpath(template_site)
     subprocess.run([sys.executable, "-c", "from tuner_mynet.data import write_example_files; "
