@@ -33,11 +33,12 @@ def start_and_wait_for_trial_zero(tmp_path: Path, epochs: int) -> subprocess.Pop
 
 
 @pytest.mark.slow
-def test_sigterm_stops_like_ctrl_c(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])  # kill, a closed terminal
+def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path, signum):
     proc = start_and_wait_for_trial_zero(tmp_path, epochs=300)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143, stderr
+    assert proc.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr and "interrupted: the running trial is stored as failed" in stderr
     assert "Top" in stdout  # the summary still prints
     trial = load(tmp_path / "studies" / "mlp-digits.db").trials[0]

@@ -118,6 +118,7 @@ def optimize(plugin: str, trials: int, study: str | None, db: str | None, storag
 
     # `kill`, a scheduler's preemption, systemd: stop as Ctrl-C does, the running trials stored.
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)  # the terminal was closed: the same clean stop
     options = OptimizeOptions(
         plugin=plugin, trials=trials, study=study, db=db, storage=storage, timeout=timeout,
         epochs=epochs, seed=seed, device=device, data_dir=data_dir, max_train=max_train,
@@ -136,12 +137,12 @@ def optimize(plugin: str, trials: int, study: str | None, db: str | None, storag
         f"{len(prepared.data.train_y):,} train / {len(prepared.data.val_y):,} validation examples"
     )
     out.print(f"weights kept in {prepared.artifacts.shown}", soft_wrap=True)
-    interrupted = terminated = False
+    interrupted, terminated = False, None
     with progress:
         try:
             run_study(prepared, trials, timeout, callbacks=[progress], jobs=jobs)
         except KeyboardInterrupt as e:
-            interrupted, terminated = True, isinstance(e, Terminated)
+            interrupted, terminated = True, e if isinstance(e, Terminated) else None
     if interrupted:
         err.print(f"interrupted: the running trial{'s are' if jobs > 1 else ' is'} stored as failed; "
                   "run the same command to resume")
@@ -149,7 +150,7 @@ def optimize(plugin: str, trials: int, study: str | None, db: str | None, storag
         measure_test_accuracy(prepared)
     _print_summary(prepared.study, prepared.location)
     if interrupted:
-        sys.exit(Terminated.exit_status if terminated else 130)
+        sys.exit(terminated.exit_status if terminated else 130)
 
 
 class Terminated(KeyboardInterrupt):
@@ -158,8 +159,14 @@ class Terminated(KeyboardInterrupt):
     exit_status = 128 + signal.SIGTERM
 
 
+class HungUp(Terminated):
+    """SIGHUP (the terminal closed), handled as SIGTERM is (exit status 129)."""
+
+    exit_status = 128 + signal.SIGHUP
+
+
 def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
+    raise HungUp if signum == signal.SIGHUP else Terminated
 
 
 def _print_summary(study, location, top: int = 10) -> None:
@@ -302,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt) as e:
         err.print("interrupted")
-        return Terminated.exit_status if isinstance(e, Terminated) else 130
+        return e.exit_status if isinstance(e, Terminated) else 130
 
 
 if __name__ == "__main__":
