@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -140,49 +139,6 @@ def test_workers_stop_when_the_main_process_is_killed(tmp_path):
     trials = load(db).trials
     assert "RUNNING" not in [t.state.name for t in trials]
     assert [t.user_attrs.get("fail_reason") for t in trials if t.state.name == "FAIL"] == ["interrupted"] * 2
-
-
-def test_a_stop_python_dropped_still_ends_the_worker_at_the_epoch(monkeypatch):
-    """Python drops an exception raised inside a garbage-collection callback; a worker told to
-    stop must stop anyway, and a second SIGTERM must not cut short the storing of its trial."""
-    import queue
-
-    from tuner import parallel
-
-    monkeypatch.setattr(parallel, "_stopping", False)
-    with pytest.raises(KeyboardInterrupt):
-        parallel._interrupt(signal.SIGTERM, None)
-    parallel._interrupt(signal.SIGTERM, None)  # the second one: no exception
-    events = queue.Queue()
-    with pytest.raises(KeyboardInterrupt):
-        parallel._Forward(events).epoch_done(3, 1, 10, None)
-    assert events.get_nowait()[0] == "epoch"  # the epoch is still shown
-    with pytest.raises(KeyboardInterrupt):
-        parallel._Forward(events).trial_started(4, {}, False)
-
-
-class _StopsInCollection:
-    def __del__(self):  # what a SIGTERM landing in a garbage-collection callback looks like to Python
-        raise KeyboardInterrupt
-
-
-class _FailsInCollection:
-    def __del__(self):
-        raise ValueError("a real problem")
-
-
-def test_a_dropped_stop_is_not_reported_as_a_traceback_but_other_errors_are(monkeypatch, capsys):
-    from tuner import parallel
-
-    monkeypatch.setattr(sys, "unraisablehook", parallel._quiet_dropped_stop)
-    monkeypatch.setattr(parallel, "_stopping", True)
-    _StopsInCollection()
-    assert capsys.readouterr().err == ""
-    _FailsInCollection()
-    assert "ValueError: a real problem" in capsys.readouterr().err
-    monkeypatch.setattr(parallel, "_stopping", False)  # not told to stop: an interrupt there is news
-    _StopsInCollection()
-    assert "KeyboardInterrupt" in capsys.readouterr().err
 
 
 def test_impossible_jobs_is_one_line(tmp_path):

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tuner import interrupt
 from tuner.contract import Hyperparameters
 from tuner.data import PreparedData
 
@@ -82,6 +83,7 @@ def evaluate(
     correct = torch.zeros((), device=device, dtype=torch.int64)
     bs = eval_batch_size(data)
     for start in range(0, len(y), bs):
+        interrupt.check()
         xb, yb = data.fit(x[start : start + bs]), y[start : start + bs]
         with autocast(device, amp):
             logits = model(xb)
@@ -139,6 +141,7 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         model.train()
         for start, end in itertools.pairwise(bounds):
+            interrupt.check()  # a Ctrl-C or SIGTERM noted meanwhile stops here, between batches
             idx = order[start:end]
             x, y = data.fit(data.train_x[idx]), data.train_y[idx]
             with autocast(self.device, self.amp):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import optuna
 import torch
 
+from tuner import interrupt
 from tuner.contract import Architecture, Hyperparameters, Param
 from tuner.data import PreparedData
 from tuner.engine import EpochResult, Trainer
@@ -92,6 +93,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         trainer = None
         try:
+            interrupt.check()  # asked to stop while the trial was being drawn
             hp, is_reference = self.hyperparameters_for(trial)
             trial.set_user_attr("hparams", hp.as_dict())
             self.listener.trial_started(trial.number, hp.as_dict(), is_reference)

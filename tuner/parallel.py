@@ -11,13 +11,10 @@ options, and runs trials until the shared budget of ``--trials`` is spent or ``-
 passes. Workers send progress events to the main process, which owns the display.
 
 Ctrl-C: workers ignore the terminal's SIGINT (from their start); the main process catches it
-(or SIGTERM) and sends each worker SIGTERM once, which the worker turns into the same
-KeyboardInterrupt a single-process run gets (the running trial is stored as failed,
-"interrupted"). Python drops an exception raised while it runs a garbage-collection callback,
-so a signal landing there would be lost: the worker also remembers it was told to stop and
-stops at the end of the epoch at the latest, and Python's "Exception ignored ... Traceback"
-report of that dropped stop is not printed (it is expected, and handled). A worker whose main
-process is gone (killed) stops the same way within a second, instead of training on alone.
+(or SIGTERM) and sends each worker SIGTERM once. The worker notes it (tuner.interrupt) and its
+running trial stops at the next batch, stored as failed ("interrupted") as in a single-process
+run; never in the middle of a database write. A worker whose main process is gone (killed)
+notices within a second and stops the same way, instead of training on alone.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ import multiprocessing as mp
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +32,7 @@ from typing import Any
 import optuna
 import torch
 
+from tuner import interrupt
 from tuner.engine import EpochResult
 from tuner.errors import TrialFailed, TunerError, quiet_libraries
 from tuner.heap import LongLivedHeap
@@ -44,44 +41,22 @@ from tuner.objective import Listener
 MAX_JOBS = 64
 
 
-_stopping = False  # set in a worker by its first SIGTERM
-
-
 class _Forward:
-    """Listener in a worker: sends the events to the main process. Between epochs it is also
-    where a stop whose KeyboardInterrupt Python dropped takes effect."""
+    """Listener in a worker: sends the events to the main process."""
 
     def __init__(self, events: Any) -> None:
         self.events = events
 
     def trial_started(self, number: int, hp: dict[str, Any], reference: bool) -> None:
-        if _stopping:
-            raise KeyboardInterrupt
         self.events.put(("started", number, hp, reference))
 
     def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None:
         self.events.put(("epoch", number, epoch, epochs, result))
-        if _stopping:
-            raise KeyboardInterrupt
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM in a worker: stop as Ctrl-C stops a single-process run. Only the first one
-    raises, so that a second cannot cut short the storing of the interrupted trial."""
-    global _stopping
-    if _stopping:
-        return
-    _stopping = True
-    raise KeyboardInterrupt
-
-
-def _quiet_dropped_stop(unraisable: Any) -> None:
-    """sys.unraisablehook in a worker: the KeyboardInterrupt of a stop that landed in a
-    garbage-collection callback is dropped by Python, and handled by ``_stopping``; anything
-    else is reported as usual."""
-    if _stopping and isinstance(unraisable.exc_value, KeyboardInterrupt):
-        return
-    sys.__unraisablehook__(unraisable)
+def _told_to_stop(signum: int, frame: Any) -> None:
+    """SIGTERM in a worker: the running trial stops at its next batch (tuner.interrupt)."""
+    interrupt.request(KeyboardInterrupt())
 
 
 def _watch_parent(parent: int, events: Any) -> None:
@@ -89,7 +64,7 @@ def _watch_parent(parent: int, events: Any) -> None:
     while os.getppid() == parent:
         time.sleep(1.0)
     events.cancel_join_thread()  # nobody reads the events now: do not wait on them at exit
-    os.kill(os.getpid(), signal.SIGTERM)
+    interrupt.request(KeyboardInterrupt())
 
 
 def _claim(tickets: Any, budget: int | None) -> bool:
@@ -104,8 +79,7 @@ def _claim(tickets: Any, budget: int | None) -> bool:
 def _worker(index: int, prepare: Callable[..., Any], options: Any, budget: int | None, deadline: float | None,
             threads: int | None, tickets: Any, events: Any, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides; see the module doc
-    signal.signal(signal.SIGTERM, _interrupt)
-    sys.unraisablehook = _quiet_dropped_stop
+    signal.signal(signal.SIGTERM, _told_to_stop)
     threading.Thread(target=_watch_parent, args=(parent, events), name="tuner-watch-parent", daemon=True).start()
     quiet_libraries()
     if threads is not None:
@@ -118,12 +92,12 @@ def _worker(index: int, prepare: Callable[..., Any], options: Any, budget: int |
             events.put(("finished", trial))
 
         with LongLivedHeap() as heap:
-            while not _stopping and (deadline is None or time.time() < deadline) and _claim(tickets, budget):
+            while (interrupt.pending() is None and (deadline is None or time.time() < deadline)
+                   and _claim(tickets, budget)):
                 prepared.study.optimize(prepared.objective, n_trials=1, catch=(TrialFailed,),
                                         callbacks=[prepared.objective.after_trial, finished, heap],
                                         gc_after_trial=False)
-        if _stopping:
-            raise KeyboardInterrupt
+        interrupt.check()
     except KeyboardInterrupt:
         events.put(("stopped", index))
         return

@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 import torch
 
-from tuner import __version__
+from tuner import __version__, interrupt
 from tuner.artifacts import KEEP_ATTR, STORE_ATTR, StudyArtifacts, WeightsError, choose_spec, spec_for_option
 from tuner.checks import StepReport, build_model, default_hyperparameters, one_step
 from tuner.contract import CONTRACT_VERSION, Architecture, Dataset, Hyperparameters
@@ -408,10 +408,11 @@ def run_study(
                          listener=prepared.objective.listener, callbacks=callbacks,
                          device_type=prepared.device.type)
             return
-        with LongLivedHeap() as heap:
+        with LongLivedHeap() as heap, interrupt.deferred():
             prepared.study.optimize(
                 prepared.objective, n_trials=trials, timeout=timeout, catch=(TrialFailed,),
-                callbacks=[prepared.objective.after_trial, *callbacks, heap], gc_after_trial=False,
+                callbacks=[prepared.objective.after_trial, *callbacks, heap, interrupt.stop_study],
+                gc_after_trial=False,
             )
     finally:
         if prepared.artifacts is not None:
