@@ -187,8 +187,24 @@ def test_version_and_help_on_every_command(tmp_path):
     (("--study", "x" * 300), "--study is 300 bytes long"),
     (("--keep", "0"), "--keep must be at least 1"),
     (("--artifacts", "ftp://host/x"), "give a folder or an s3://bucket"),
+    (("--space", "lr=abc"), "--space lr: 'abc' is not a number; lr takes a number (e.g. lr=0.01)"),
+    (("--space", "batch_size=32,abc"), "--space batch_size: 'abc' is not a whole number"),
+    (("--space", "optimizer=3"), "--space optimizer: 3 is not a name"),
 ])
 def test_bad_input_is_one_line_and_nothing_is_made(args, expected, tmp_path):
     line = one_error_line(run_tuner("optimize", "--plugin", "mlp-digits", *args, cwd=tmp_path))
     assert expected in line
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no folder, no half-made database
+
+
+@pytest.mark.parametrize("body, expected", [
+    ('[space]\nlr = "fast"\n', "--space lr: 'fast' is not a number; lr takes a number"),
+    ('[space]\nlr = {low = "a", high = 0.1}\n', "lr.low = 'a' is not a number"),
+    ('[space]\nbatch_size = {low = 16.5, high = 64}\n', "batch_size.low = 16.5 is not a whole number"),
+    ('[space]\nlr = {low = 0.001, high = 0.1, log = "yes"}\n', "lr.log = 'yes' must be true or false"),
+])
+def test_a_space_file_value_of_the_wrong_kind_names_key_value_and_kind(body, expected, tmp_path):
+    (tmp_path / "space.toml").write_text(body)
+    line = one_error_line(run_tuner("optimize", "--plugin", "mlp-digits", "--space", "space.toml", cwd=tmp_path))
+    assert expected in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.toml"]

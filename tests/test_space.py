@@ -28,7 +28,8 @@ def test_parse_entries():
 
 
 @pytest.mark.parametrize("entry", ["lr=1:0.1", "lr=0:1:log", "batch_size=0:8", "dropout=0.1:1.5",
-                                   "lr=a:b", "optimizer=rmsprop", "plateau_patience=0.5:2", "lr=1:2:lin"])
+                                   "lr=a:b", "optimizer=rmsprop", "plateau_patience=0.5:2", "lr=1:2:lin",
+                                   "lr=abc", "batch_size=3.5", "dropout=true", "scheduler=1", "momentum=0.9,x"])
 def test_impossible_entries_are_refused(entry):
     with pytest.raises(UsageError):
         parse_entry(entry)

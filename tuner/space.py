@@ -74,12 +74,32 @@ def validate_param(name: str, param: Param) -> None:
         _check_value(name, value)
 
 
+_STR_FIELDS = {"optimizer", "scheduler"}
+_EXAMPLE = {"lr": "lr=0.01", "batch_size": "batch_size=64", "optimizer": "optimizer=adam",
+            "scheduler": "scheduler=plateau"}
+
+
+def _check_kind(name: str, value: Any) -> None:
+    """A value of the wrong kind for a builtin hyperparameter names the key, the value and the
+    kind it takes (plugin-specific names are checked by the plugin)."""
+    if name in _STR_FIELDS:
+        ok, kind = isinstance(value, str), "a name"
+    elif name in _INT_FIELDS:
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif name in _HP_FIELDS:
+        ok, kind = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+    else:
+        return
+    if not ok:
+        example = _EXAMPLE.get(name, f"{name}={'64' if name in _INT_FIELDS else '0.5'}")
+        raise UsageError(f"--space {name}: {value!r} is not {kind}; {name} takes {kind} (e.g. {example})")
+
+
 def _check_value(name: str, value: Any) -> None:
+    _check_kind(name, value)
     positive = {"lr", "batch_size", "step_size", "plateau_threshold"}
     non_negative = {"weight_decay", "momentum", "plateau_min_lr", "plateau_patience",
                     "plateau_cooldown", "dropout"}
-    if name in _INT_FIELDS and not isinstance(value, int):
-        raise UsageError(f"--space {name}: must be a whole number, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise UsageError(f"--space {name}: {value} is not a finite number")
     if name in positive and not value > 0:
@@ -154,7 +174,14 @@ def parse_toml(path: Path) -> dict[str, Param]:
             unknown = set(spec) - {"low", "high", "log"}
             if unknown or not {"low", "high"} <= set(spec):
                 raise UsageError(f"{path}: {name} needs low and high (and optionally log)")
-            low, high, log = spec["low"], spec["high"], bool(spec.get("log", False))
+            low, high, log = spec["low"], spec["high"], spec.get("log", False)
+            for key, value in (("low", low), ("high", high)):
+                if not isinstance(value, int | float) or isinstance(value, bool):
+                    raise UsageError(f"{path}: {name}.{key} = {value!r} is not a number")
+                if name in _INT_FIELDS and (isinstance(value, float) and not value.is_integer()):
+                    raise UsageError(f"{path}: {name}.{key} = {value!r} is not a whole number")
+            if not isinstance(log, bool):
+                raise UsageError(f"{path}: {name}.log = {log!r} must be true or false")
             if name in _INT_FIELDS:
                 param: Param = IntRange(int(low), int(high), log=log)
             else:
