@@ -174,17 +174,32 @@ def write_idx_gz(path: Path, array: np.ndarray) -> None:
 # --- storage backends: every storage test runs on SQLite and on a real PostgreSQL server -----
 
 
+def _real_server(why: str | None, what: str) -> None:
+    """Skip a test whose server cannot start here, with the reason; on CI (which installs
+    every server and extra) fail it instead: a storage test is never silently passed."""
+    if why is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} cannot run: {why}")
+        pytest.skip(why)
+
+
 @pytest.fixture(scope="session")
 def pg_cluster():
     from servers import postgres_cluster, why_no_postgres
 
-    why = why_no_postgres()
-    if why is not None:
-        if os.environ.get("CI"):  # CI installs the server: its absence is a failure there
-            pytest.fail(f"PostgreSQL storage tests cannot run: {why}")
-        pytest.skip(why)
+    _real_server(why_no_postgres(), "PostgreSQL storage tests")
     with postgres_cluster() as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def s3_env():
+    """The environment of a real S3-compatible server (moto's, in its own process)."""
+    from servers import s3_server, why_no_s3
+
+    _real_server(why_no_s3(), "S3 artifact tests")
+    with s3_server() as env:
+        yield env
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -99,3 +99,45 @@ def postgres_cluster() -> Iterator[Cluster]:
         subprocess.run(_as_server_user([pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
                        capture_output=True, text=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "tuner-test", "AWS_SECRET_ACCESS_KEY": "s3-Secr3t-71ab",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def why_no_s3() -> str | None:
+    """None when an S3-compatible server can be started here (moto's), else why not."""
+    try:
+        import boto3  # noqa: F401
+        import moto.server  # noqa: F401
+    except ImportError as e:
+        return f"{e.name} is not installed (pip install -e '.[test,s3]')"
+    return None
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[dict[str, str]]:
+    """moto's S3 server as its own process on a loopback port; yields the environment that
+    points boto3 at it (AWS_ENDPOINT_URL and test keys)."""
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto's S3 server did not start") from None
+                time.sleep(0.2)
+        yield {**S3_KEYS, "AWS_ENDPOINT_URL": endpoint}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -222,3 +222,44 @@ def test_no_password_reaches_output_or_the_database(pg_cluster, tmp_path):
         tables = [r[0] for r in con.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
         dump = "".join(str(con.execute(f'SELECT * FROM "{t}"').fetchall()) for t in tables)
     assert "mlp-digits" in dump and PG_PASSWORD not in dump
+
+
+@pytest.mark.slow
+def test_weights_in_an_s3_bucket_are_found_from_another_machine(s3_env, tmp_path):
+    """A real S3-compatible server (moto's, in its own process on 127.0.0.1): the weights go to
+    the bucket under the prefix, only the kept ones stay, and `best` on another machine
+    (another working folder, HOME and cache) fetches and checks them."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], region_name=s3_env["AWS_DEFAULT_REGION"],
+                      aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"])
+    s3.create_bucket(Bucket="tuner-weights")
+    machine_a, machine_b = tmp_path / "a", tmp_path / "b"
+    machine_a.mkdir(), machine_b.mkdir()
+    env_a = {**s3_env, "HOME": str(machine_a / "home"), "XDG_CACHE_HOME": str(machine_a / "home" / ".cache")}
+    run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "4", "--db", "studies/s.db",
+              "--artifacts", "s3://tuner-weights/team/s", *SHORT, cwd=machine_a, env=env_a, check=True)
+    assert not (machine_a / "studies" / "s.artifacts").exists()  # nothing kept on this disk
+    study = optuna.load_study(study_name="mlp-digits", storage=f"sqlite:///{machine_a / 'studies' / 's.db'}")
+    listed = s3.list_objects_v2(Bucket="tuner-weights", Prefix="team/s/").get("Contents", [])
+    in_bucket = {o["Key"].removeprefix("team/s/") for o in listed}
+    records = {t.number: t.user_attrs.get("weights") for t in study.trials}
+    best = max((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: (t.value, -t.number))
+    assert in_bucket == {records[n]["artifact_id"] for n in {best.number, 0}}  # the best and the reference
+
+    (machine_a / "studies").rename(machine_b / "studies")
+    env_b = {**s3_env, "HOME": str(machine_b / "home"), "XDG_CACHE_HOME": str(machine_b / "home" / ".cache")}
+    summary = best_json("studies/s.db", machine_b, env=env_b)
+    assert summary["artifacts"] == "s3://tuner-weights/team/s"
+    assert Path(summary["weights"]).is_relative_to(machine_b / "home" / ".cache")  # fetched into the cache
+    assert summary["weights_artifact"]["sha256"] == records[best.number]["sha256"]
+    assert torch.load(summary["weights"], weights_only=True)
+
+    # The store cannot be reached: `best` still answers, and says where it expected the weights.
+    unreachable = {**env_b, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "HOME": str(tmp_path / "c"),
+                   "XDG_CACHE_HOME": str(tmp_path / "c" / ".cache"), "AWS_MAX_ATTEMPTS": "1"}
+    shown = run_tuner("best", "studies/s.db", cwd=machine_b, env=unreachable, check=True)
+    warning = [line for line in shown.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "cannot be reached" in warning[0] and "s3://tuner-weights/team/s" in warning[0]
+    assert "Traceback" not in shown.stderr
