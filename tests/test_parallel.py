@@ -84,8 +84,9 @@ def children(pid: int) -> dict[int, str]:
     return found
 
 
-def start_jobs(tmp_path: Path) -> subprocess.Popen:
-    args = ["optimize", "--plugin", "mlp-digits", "--trials", "50", "--epochs", "300", "--jobs", "2", "--quiet"]
+def start_jobs(tmp_path: Path, trials: int = 50, epochs: int = 300) -> subprocess.Popen:
+    args = ["optimize", "--plugin", "mlp-digits", "--trials", str(trials), "--epochs", str(epochs), "--jobs", "2",
+            "--quiet"]
     env = {**os.environ, "TUNER_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([TUNER, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -166,3 +167,22 @@ def test_tidy_keeps_the_best_the_reference_and_running_trials(tmp_path):
     left = {p.name for p in (tmp_path / "w").iterdir()}
     kept = {t.number for t in study.trials if t.user_attrs["weights"]["artifact_id"] in left}
     assert kept == {0, 2, 4} and "notes.txt" in left and len(left) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="finds the workers through /proc")
+def test_a_worker_killed_outright_fails_its_trial_at_once_and_the_others_finish(tmp_path):
+    proc = start_jobs(tmp_path, trials=4, epochs=150)
+    db = tmp_path / "studies" / "mlp-digits.db"
+    wait_for_trials(db, "mlp-digits", lambda trials: training(trials) == 2, proc=proc)
+    victim = min(pid for pid, cmd in children(proc.pid).items() if "spawn_main" in cmd)
+    os.kill(victim, signal.SIGKILL)  # the out-of-memory killer's way
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert "was killed (SIGKILL)" in stderr and "is stored as failed; the other workers go on" in stderr
+    assert "Traceback" not in stderr and "Top" in stdout  # the summary is printed
+    trials = load(db).trials
+    states = [t.state.name for t in trials]
+    assert len(trials) == 4 and states.count("FAIL") == 1 and "RUNNING" not in states, states
+    killed = next(t for t in trials if t.state.name == "FAIL")
+    assert killed.user_attrs["process"]["pid"] == victim and "fail_reason" not in killed.user_attrs

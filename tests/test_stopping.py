@@ -68,3 +68,40 @@ def test_a_killed_trial_is_failed_as_killed_and_the_reference_runs_again(tmp_pat
     assert "killed" in shown
     summary = run_tuner("best", str(db), "--json", cwd=tmp_path, check=True).stdout
     assert '"reference_trial": 1' in summary
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumed_at_once_fails_its_trial_without_waiting_for_the_heartbeat(tmp_path):
+    """Same machine, process gone: the resume knows at once (tuner.proc), no 60 s grace."""
+    proc = start_and_wait_for_trial_zero(tmp_path, epochs=100)
+    proc.kill()
+    proc.communicate(timeout=60)
+    db = tmp_path / "studies" / "mlp-digits.db"
+    assert load(db).trials[0].state.name == "RUNNING"
+    run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "1", "--epochs", "100", "--quiet", cwd=tmp_path,
+              check=True)
+    trials = load(db).trials
+    assert trials[0].state.name == "FAIL" and trials[0].user_attrs["process"]["pid"] == proc.pid
+    assert trials[1].user_attrs.get("reference") and trials[1].state.name == "COMPLETE"  # the baseline again
+    assert "RUNNING" not in [t.state.name for t in trials]
+    assert "killed" in run_tuner("trials", str(db), cwd=tmp_path, check=True).stdout
+
+
+def test_only_a_process_of_this_host_that_is_gone_is_known_dead():
+    from tuner import proc
+
+    me = proc.identity()
+    assert not proc.known_dead(me)
+    child = subprocess.Popen(["sleep", "30"])
+    record = {**me, "pid": child.pid, "started": proc._started(child.pid)}
+    assert not proc.known_dead(record)
+    child.kill()
+    deadline = time.time() + 10
+    while not proc.known_dead(record) and time.time() < deadline:  # the kernel takes a moment
+        time.sleep(0.01)
+    assert proc.known_dead(record)  # killed, not yet reaped (a zombie runs nothing)
+    child.wait()
+    assert proc.known_dead(record)
+    assert not proc.known_dead({**record, "host": "another-machine/boot/ns"})  # the heartbeat decides there
+    assert proc.known_dead({**me, "started": me["started"] + 1})  # the pid now belongs to another process
+    assert not proc.known_dead(None) and not proc.known_dead({"host": me["host"], "pid": "x"})

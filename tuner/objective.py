@@ -20,6 +20,7 @@ from tuner.contract import Architecture, Hyperparameters, Param
 from tuner.data import PreparedData
 from tuner.engine import EpochResult, Trainer
 from tuner.errors import TrialFailed, UsageError
+from tuner.proc import PROCESS_ATTR, identity
 from tuner.space import fixed_params_for, hyperparameters, sample, sample_reference
 
 if TYPE_CHECKING:
@@ -94,6 +95,8 @@ class Objective:
         trainer = None
         try:
             interrupt.check()  # asked to stop while the trial was being drawn
+            # Which process runs it: a resume fails it at once if this process dies (tuner.proc).
+            trial.set_user_attr(PROCESS_ATTR, identity())
             hp, is_reference = self.hyperparameters_for(trial)
             trial.set_user_attr("hparams", hp.as_dict())
             self.listener.trial_started(trial.number, hp.as_dict(), is_reference)

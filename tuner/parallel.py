@@ -19,6 +19,7 @@ notices within a second and stops the same way, instead of training on alone.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import queue
@@ -37,6 +38,9 @@ from tuner.engine import EpochResult
 from tuner.errors import TrialFailed, TunerError, quiet_libraries
 from tuner.heap import LongLivedHeap
 from tuner.objective import Listener
+from tuner.study import fail_dead_trials
+
+log = logging.getLogger(__name__)
 
 MAX_JOBS = 64
 
@@ -65,6 +69,16 @@ def _watch_parent(parent: int, events: Any) -> None:
         time.sleep(1.0)
     events.cancel_join_thread()  # nobody reads the events now: do not wait on them at exit
     interrupt.request(KeyboardInterrupt())
+
+
+def _lost_worker(study: optuna.Study, index: int, exitcode: int | None) -> None:
+    """A worker ended without a word (SIGKILL, the out-of-memory killer): its running trial is
+    failed now, not after the heartbeat's grace, and the other workers go on."""
+    how = f"was killed ({signal.Signals(-exitcode).name})" if exitcode and exitcode < 0 else \
+        f"ended with exit code {exitcode}"
+    failed = fail_dead_trials(study)
+    what = f"its trial {', '.join(map(str, failed))} is stored as failed" if failed else "it was between trials"
+    log.warning("worker %d %s; %s; the other workers go on", index, how, what)
 
 
 def _claim(tickets: Any, budget: int | None) -> bool:
@@ -155,7 +169,7 @@ def run_parallel(
                 for i, w in enumerate(workers):
                     if i not in ended and not w.is_alive():  # killed without a word
                         ended.add(i)
-                        errors.append(f"worker {i} ended with exit code {w.exitcode}")
+                        _lost_worker(study, i, w.exitcode)
                 continue
             kind = event[0]
             if kind == "started" and listener is not None:

@@ -43,6 +43,7 @@ from tuner.study import (
     STUDIES_DIR,
     Location,
     best_trial,
+    fail_dead_trials,
     hide_password,
     locate,
     now_iso,
@@ -362,6 +363,7 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
                 # Only when it is not the one in the provenance: trials before and after differ.
                 **({"search_space": space_desc} if space_changed else {}),
             })
+        fail_dead_trials(study)  # a killed run's trial, without waiting for its heartbeat to age
         if pair.arch.reference is not None and _reference_still_owed(study):
             enqueue_reference(study, pair.arch.reference, space)
     # Seeded by this process's first trial, so that a resumed run does not replay the first

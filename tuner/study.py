@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner import artifacts
 from tuner.errors import StudyError, UsageError
 from tuner.objective import REFERENCE_ATTR
+from tuner.proc import PROCESS_ATTR, known_dead
 
 try:
     import fcntl
@@ -263,6 +264,22 @@ def _killed_trial(study: optuna.Study, trial: FrozenTrial) -> None:
               if t.user_attrs.get(REFERENCE_ATTR) and t.number != trial.number]
     if all(t.state == TrialState.FAIL for t in others):
         study.enqueue_trial(trial.params, user_attrs={REFERENCE_ATTR: True})
+
+
+def fail_dead_trials(study: optuna.Study) -> list[int]:
+    """Fail the running trials whose process is known to be gone (same host, pid not alive)
+    at once, instead of after the heartbeat's grace; the numbers failed."""
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        record = trial.user_attrs.get(PROCESS_ATTR)
+        if not known_dead(record):
+            continue
+        try:  # no fail_reason, as for a trial the heartbeat fails: shown as KILLED
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process failed it first
+        failed.append(trial.number)
+    return failed
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
