@@ -12,6 +12,13 @@ Then Python's full garbage collections in a study of short real trials, side by 
 collector as a plain script has it, and as tuner runs trials (its start-up heap frozen,
 tuner.run.LongLivedHeap). Then TPE's sampling time by storage, and a trial's bookkeeping
 alone (training a no-op), again with and without the frozen heap.
+
+Then the cost of keeping a trial's weights as a study artifact (sha256, atomic write through
+Optuna's artifact store, the record on the trial) next to the plain `torch.save` to a path
+that tuner did before, with 1,000 trials stored; and 4 `tuner optimize` processes x 50 trials
+started together on one SQLite study, counting lock errors.
+
+    python benchmarks/study_overhead.py --parts store workers   # only those two
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import argparse
 import contextlib
 import gc
 import json
+import os
 import random
 import subprocess
 import sys
@@ -29,6 +37,7 @@ import warnings
 from pathlib import Path
 
 import optuna
+import torch
 from _common import study_parser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from sqlalchemy import event
@@ -41,6 +50,8 @@ from tuner.registry import registry
 from tuner.run import OptimizeOptions, make_sampler, prepare_study, run_study
 from tuner.space import build_space, sample
 from tuner.study import locate, storage_for
+
+PARTS = ("trials", "gc", "sampling", "bookkeeping", "store", "workers")
 
 
 def fake_trials(space, n: int, epochs: int) -> list[optuna.trial.FrozenTrial]:
@@ -235,6 +246,68 @@ def bookkeeping_ms(n_stored: int, args, freeze: bool, trials: int = 30) -> tuple
         engine.Trainer.epoch = original
 
 
+def store_ms(n_stored: int, args, repeats: int = 20) -> dict[str, float]:
+    """Milliseconds to keep one trial's weights: through the study's artifact store (what tuner
+    does), and a plain ``torch.save`` to a path (what it did before), side by side, same model."""
+    folder = Path(tempfile.mkdtemp())
+    options = OptimizeOptions(plugin=args.plugin, db=str(folder / "s.db"), epochs=1, max_train=2000,
+                              device="cpu", data_dir=str(args.data_dir), seed=0)
+    prepared = prepare_study(options)
+    prepared.study.add_trials(fake_trials(prepared.objective.space, n_stored, 1))
+    hp = prepared.objective.hyperparameters_for(prepared.study.ask())[0]
+    model = prepared.objective.arch.build(prepared.data.shape, hp)
+    plain_folder = folder / "plain"
+    plain_folder.mkdir()
+    times: dict[str, list[float]] = {"store": [], "plain": [], "remove": []}
+    for i in range(repeats):
+        trial = prepared.study.ask()
+        started = time.perf_counter()
+        prepared.artifacts.save(trial, model)
+        times["store"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        torch.save(model.state_dict(), plain_folder / f"trial-{i}.pt")
+        times["plain"].append(time.perf_counter() - started)
+        prepared.study.tell(trial, 0.5)
+        frozen = prepared.study._storage.get_trial(trial._trial_id)
+        started = time.perf_counter()
+        prepared.artifacts.remove(frozen)
+        times["remove"].append(time.perf_counter() - started)
+    size = sum(p.stat().st_size for p in plain_folder.iterdir()) / repeats
+    return {k: 1000 * sorted(v)[len(v) // 2] for k, v in times.items()} | {"mb": size / 1e6}
+
+
+def workers_run(args, processes: int = 4, trials: int = 50, threads: int | None = None) -> dict[str, object]:
+    """``processes`` tuner optimize commands started together on one new SQLite study, each
+    --trials ``trials``, --keep 5 (weights written and removed often): exit codes, trials
+    stored, lock errors in their output or in the trials' fail reasons, weights left. With
+    ``threads``, each process's torch uses that many (OMP_NUM_THREADS), else all the cores."""
+    folder = Path(tempfile.mkdtemp())
+    tuner = Path(sys.executable).with_name("tuner")
+    command = [str(tuner), "optimize", "--plugin", "mlp-digits", "--trials", str(trials), "--epochs", "1",
+               "--keep", "5", "--quiet", "--db", str(folder / "s.db")]
+    env = {**os.environ, "TUNER_OFFLINE": "1"}
+    env.pop("OMP_NUM_THREADS", None)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    started = time.perf_counter()
+    procs = [subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(processes)]
+    outputs = [p.communicate() for p in procs]
+    wall = time.perf_counter() - started
+    study = optuna.load_study(study_name="mlp-digits", storage=f"sqlite:///{folder / 's.db'}")
+    trials_ = study.trials
+    locked = sum("locked" in out + err for out, err in outputs)
+    locked += sum("locked" in str(t.user_attrs.get("fail_reason", "")) for t in trials_)
+    states = {}
+    for t in trials_:
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    return {"codes": [p.returncode for p in procs], "trials": len(trials_), "states": states, "locked": locked,
+            "numbers_without_gap": [t.number for t in trials_] == list(range(len(trials_))),
+            "weights_files": len(list((folder / "s.artifacts").glob("*"))), "wall_s": wall,
+            "errors": [err.strip().splitlines()[-1] for p, (_, err) in zip(procs, outputs, strict=True)
+                       if p.returncode and err.strip()]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, plugin="mlp-mnist", trials=3, epochs=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
@@ -242,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gc-trials", type=int, default=30, help="trials of the garbage-collection table")
     parser.add_argument("--gc-max-train", type=int, default=5000)
     parser.add_argument("--gc-epochs", type=int, default=2)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--gc-child", nargs=2, metavar=("STORED", "HEAP"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -251,6 +325,15 @@ def main(argv: list[str] | None = None) -> int:
         stored, heap_kind = args.gc_child
         print(json.dumps(_collections_in_this_process(int(stored), args, freeze=heap_kind == "frozen")))
         return 0
+    tables = {"trials": trials_table, "gc": gc_table, "sampling": sampling_table,
+              "bookkeeping": bookkeeping_table, "store": store_table, "workers": workers_table}
+    for part in PARTS:
+        if part in args.parts:
+            tables[part](args)
+    return 0
+
+
+def trials_table(args) -> None:
     print(f"{args.plugin}, {args.epochs} epochs per trial, pruner {args.pruner}, {args.trials} trials measured "
           "per size, CPU")
     print(f"{'stored':>8}{'trial s':>9}{'overhead s':>12}{'overhead %':>12}{'full GCs':>10}"
@@ -261,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{n:>8}{r['trial_s']:>9.2f}{r['overhead_s']:>12.3f}{100 * r['share']:>11.2f}%"
               f"{r['gc_count']:>10.1f}{r['gc_ms']:>7.0f}{r['epochs']:>8.1f}"
               f"{r['writes_per_epoch']:>14.1f}{r['writes_per_trial']:>20.1f}")
+
+
+def gc_table(args) -> None:
     print(f"Python's full garbage collections in {args.gc_trials} short real trials ({args.gc_max_train} images, "
           f"{args.gc_epochs} epochs), each study in a fresh process, side by side:")
     print(f"{'stored':>8}{'heap':>8}{'trial s':>9}{'full GCs':>10}{'GC ms/trial':>13}{'longest GC ms':>15}")
@@ -275,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         once = time.perf_counter() - started
     print(f"Once per study, before its first trial: one full collection and freeze, {1000 * once:.0f} ms "
           "(and once more after the first trial: counted in the frozen rows above)")
+
+
+def sampling_table(args) -> None:
     space = build_space(registry().architecture(args.plugin.rsplit("-", 1)[0]))
     print("TPE sampling of one trial's parameters (ask + sample + tell), ms:")
     print(f"{'stored':>8}{'in memory':>11}{'SQLite':>9}{'SQLite, one read (tuner)':>26}")
@@ -283,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
               sampling_ms(space, n, args.epochs, str(Path(tempfile.mkdtemp()) / "s.db")),
               sampling_ms(space, n, args.epochs, str(Path(tempfile.mkdtemp()) / "s.db"), snapshot=True)]
         print(f"{n:>8}{ms[0]:>11.1f}{ms[1]:>9.1f}{ms[2]:>26.1f}")
+
+
+def bookkeeping_table(args) -> None:
     print("A whole trial with training replaced by a no-op (tuner's bookkeeping alone), ms per trial, "
           "30 trials, best of 3, side by side:")
     print(f"{'stored':>8}{'plain heap':>12}{'full GCs':>10}{'GC ms':>7}{'frozen (tuner)':>16}{'full GCs':>10}"
@@ -295,7 +387,33 @@ def main(argv: list[str] | None = None) -> int:
         plain, frozen = min(runs[False]), min(runs[True])
         print(f"{n:>8}{plain[0]:>12.1f}{plain[1]:>10.2f}{plain[2]:>7.1f}{frozen[0]:>16.1f}{frozen[1]:>10.2f}"
               f"{frozen[2]:>7.1f}{plain[0] / frozen[0]:>7.2f}×")
-    return 0
+
+
+def store_table(args) -> None:
+    print(f"Keeping one trial's weights ({args.plugin}), ms, median of 20, side by side:")
+    print(f"{'stored':>8}{'MB':>7}{'torch.save to a path (before)':>31}{'artifact store (tuner)':>24}"
+          f"{'ratio':>8}{'removal':>9}{'% of a 2 s trial':>18}")
+    for n in args.sizes:
+        r = store_ms(n, args)
+        print(f"{n:>8}{r['mb']:>7.2f}{r['plain']:>31.1f}{r['store']:>24.1f}{r['store'] / r['plain']:>7.2f}×"
+              f"{r['remove']:>9.1f}{(r['store'] - r['plain']) / 20:>17.2f}%")
+
+
+def workers_table(args) -> None:
+    cores = os.cpu_count() or 1
+    print(f"4 tuner optimize processes started together on one SQLite study (mlp-digits, 1 epoch, --keep 5), "
+          f"{cores} cores:")
+    runs = [(f"OMP_NUM_THREADS={max(1, cores // 4)}", workers_run(args, trials=50, threads=max(1, cores // 4))),
+            ("all cores each (default)", workers_run(args, trials=10))]
+    for label, r in runs:
+        per = r["wall_s"] / r["trials"]
+        print(f"  {label}: {r['trials']} trials {r['states']}, exit codes {r['codes']}, numbered without a gap: "
+              f"{r['numbers_without_gap']}, lock errors: {r['locked']}, weights files left: {r['weights_files']}, "
+              f"{r['wall_s']:.0f} s, {per:.2f} s per trial")
+        for error in r["errors"]:
+            print(f"    {error}")
+    shared, each = (r["wall_s"] / r["trials"] for _, r in runs)
+    print(f"  per trial, all cores each / threads shared: {each / shared:.1f}×")
 
 
 if __name__ == "__main__":
