@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 from pathlib import Path
@@ -208,3 +209,47 @@ def test_a_space_file_value_of_the_wrong_kind_names_key_value_and_kind(body, exp
     line = one_error_line(run_tuner("optimize", "--plugin", "mlp-digits", "--space", "space.toml", cwd=tmp_path))
     assert expected in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["space.toml"]
+
+
+def _foreign(path: Path, kind: str) -> None:
+    """A study made by plain Optuna, or one whose stored record is not valid JSON."""
+    import sqlite3
+
+    storage = f"sqlite:///{path}"
+    if kind == "minimize":
+        study = optuna.create_study(storage=storage, study_name="s", direction="minimize")
+        study.optimize(lambda t: (t.suggest_float("x", -10, 10) - 2) ** 2 * 1000, n_trials=3)
+    elif kind == "multi-objective":
+        study = optuna.create_study(storage=storage, study_name="s", directions=["maximize", "minimize"])
+        study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), n_trials=3)
+    else:
+        study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+        if kind == "invalid JSON":
+            with contextlib.closing(sqlite3.connect(path)) as con:
+                con.execute("UPDATE trial_params SET distribution_json = '{not json' WHERE trial_id = 2")
+                con.commit()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, expected", [
+    ("minimize", "minimizes its objective; tuner reads studies that maximize validation accuracy"),
+    ("multi-objective", "has 2 objectives"),
+    ("plain maximize", "was not made by `tuner optimize`"),
+    ("invalid JSON", "holds a record that is not valid JSON"),
+])
+def test_a_study_tuner_did_not_make_is_refused_in_one_line(kind, expected, tmp_path):
+    import sqlite3
+
+    db = tmp_path / "foreign.db"
+    _foreign(db, kind)
+
+    def rows() -> list[str]:  # what is stored (tuner turns on SQLite's write-ahead log: not a change of it)
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            return list(con.iterdump())
+
+    before = rows()
+    for args in (("best", str(db)), ("best", str(db), "--json"), ("trials", str(db)),
+                 ("optimize", "--plugin", "mlp-digits", "--db", str(db), "--study", "s", "--trials", "1")):
+        assert expected in one_error_line(run_tuner(*args, cwd=tmp_path)), args
+    assert rows() == before  # nothing stored was changed

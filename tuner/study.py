@@ -303,7 +303,32 @@ def load_existing(location: Location, study_name: str | None) -> optuna.Study:
         raise StudyError(
             f"no study {study_name!r} in {location.shown}; it holds: {', '.join(names)}"
         )
-    return optuna.load_study(study_name=study_name, storage=storage)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    check_tuner_study(study, location)
+    return study
+
+
+def check_tuner_study(study: optuna.Study, location: Location, *, new_ok: bool = False) -> None:
+    """Refuse, in one line, a study tuner cannot read truthfully: made by something else
+    (several objectives, one that is minimized, no tuner provenance) or with records that are
+    not valid JSON. ``new_ok``: an empty study with no provenance yet is one ``optimize`` is
+    creating."""
+    where = f"study {study.study_name!r} in {location.shown}"
+    if len(study.directions) > 1:
+        raise StudyError(f"{where} has {len(study.directions)} objectives; tuner reads studies that maximize "
+                         "validation accuracy, made by `tuner optimize` (open this one with optuna-dashboard)")
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise StudyError(f"{where} minimizes its objective; tuner reads studies that maximize validation "
+                         "accuracy, made by `tuner optimize` (name a new study with --study NAME)")
+    try:
+        trials = study.get_trials(deepcopy=False)
+        attrs = study.user_attrs
+    except ValueError as e:  # json.JSONDecodeError too: Optuna reads each record's JSON
+        raise StudyError(f"{where} holds a record that is not valid JSON ({str(e).splitlines()[0]}); it was "
+                         "changed by something other than tuner or is damaged: restore it from a backup") from None
+    if "provenance" not in attrs and not (new_ok and not trials):
+        raise StudyError(f"{where} was not made by `tuner optimize` (it has no tuner provenance); "
+                         "open it with optuna-dashboard or Optuna's API")
 
 
 def now_iso() -> str:
