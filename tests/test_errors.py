@@ -77,7 +77,7 @@ def test_a_corrupt_database(db):
 
 
 def test_an_empty_study(tmp_path):
-    optuna.create_study(study_name="empty", storage=f"sqlite:///{tmp_path / 'e.db'}")
+    optuna.create_study(study_name="empty", storage=f"sqlite:///{tmp_path / 'e.db'}", direction="maximize")
     assert "no completed trial" in one_error_line(run_tuner("best", "e.db", cwd=tmp_path))
 
 

@@ -320,7 +320,7 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
             storage=storage, study_name=study_name, pruner=pruner, direction="maximize",
             load_if_exists=True,
         )
-        check_tuner_study(study, location, new_ok=True)
+        check_tuner_study(study, location)
         attrs = study.user_attrs
         spec = choose_spec(options.artifacts, attrs.get(STORE_ATTR), location.db_path,
                            STUDIES_DIR / f"{study_name}.artifacts")

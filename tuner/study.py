@@ -308,11 +308,10 @@ def load_existing(location: Location, study_name: str | None) -> optuna.Study:
     return study
 
 
-def check_tuner_study(study: optuna.Study, location: Location, *, new_ok: bool = False) -> None:
+def check_tuner_study(study: optuna.Study, location: Location) -> None:
     """Refuse, in one line, a study tuner cannot read truthfully: made by something else
     (several objectives, one that is minimized, no tuner provenance) or with records that are
-    not valid JSON. ``new_ok``: an empty study with no provenance yet is one ``optimize`` is
-    creating."""
+    not valid JSON."""
     where = f"study {study.study_name!r} in {location.shown}"
     if len(study.directions) > 1:
         raise StudyError(f"{where} has {len(study.directions)} objectives; tuner reads studies that maximize "
@@ -326,7 +325,10 @@ def check_tuner_study(study: optuna.Study, location: Location, *, new_ok: bool =
     except ValueError as e:  # json.JSONDecodeError too: Optuna reads each record's JSON
         raise StudyError(f"{where} holds a record that is not valid JSON ({str(e).splitlines()[0]}); it was "
                          "changed by something other than tuner or is damaged: restore it from a backup") from None
-    if "provenance" not in attrs and not (new_ok and not trials):
+    # Studies of early tuner versions may lack the provenance; their trials carry tuner's marks.
+    tuners = "provenance" in attrs or any(REFERENCE_ATTR in t.user_attrs or "hparams" in t.user_attrs
+                                          for t in trials)
+    if trials and not tuners:  # an empty study is one `tuner optimize` is creating
         raise StudyError(f"{where} was not made by `tuner optimize` (it has no tuner provenance); "
                          "open it with optuna-dashboard or Optuna's API")
 
