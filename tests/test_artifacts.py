@@ -25,6 +25,7 @@ def best_json(target: str, cwd: Path, env: dict[str, str] | None = None) -> dict
     return json.loads(run_tuner("best", target, "--json", cwd=cwd, env=env, check=True).stdout)
 
 
+@pytest.mark.slow
 def test_two_databases_with_one_study_name_keep_their_own_weights(tmp_path):
     for name in ("a", "b"):
         run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "3", "--db", f"studies/{name}.db", *SHORT,
@@ -91,6 +92,7 @@ def test_damaged_weights_are_named_and_a_resume_still_finishes(tmp_path, how):
     assert len(optuna.load_study(study_name="mlp-digits", storage=f"sqlite:///{db}").trials) == 3
 
 
+@pytest.mark.slow
 def test_a_deleted_weights_file_is_reported_missing_not_unkept(tmp_path):
     db = tmp_path / "studies" / "s.db"
     run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "1", "--db", str(db), *SHORT, cwd=tmp_path,
@@ -119,6 +121,7 @@ def test_keep_k_keeps_the_k_best_and_the_reference(tmp_path):
     assert len(list((tmp_path / "studies" / "s.artifacts").iterdir())) in (3, 4)
 
 
+@pytest.mark.slow
 def test_a_study_written_before_the_store_is_still_read(tmp_path):
     """The layout of tuner before artifacts: a path in the trial's ``weights`` attribute."""
     old = tmp_path / "studies" / "lenet-digits" / "trial-0.pt"
@@ -136,6 +139,7 @@ def test_a_study_written_before_the_store_is_still_read(tmp_path):
     assert best_json(str(db), tmp_path)["weights_artifact"]["problem"] == "missing"
 
 
+@pytest.mark.slow
 def test_artifacts_stored_in_the_study_and_a_different_one_refused(tmp_path):
     db = tmp_path / "s.db"
     shared = tmp_path / "mnt" / "shared"
@@ -185,6 +189,7 @@ def test_two_processes_started_together_draw_apart(backend, tmp_path):
     assert len(drawn) == 11
 
 
+@pytest.mark.slow
 def test_a_seeded_single_process_study_is_reproducible(tmp_path):
     for name in ("one", "two"):
         run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "4", "--seed", "3", "--db", f"{name}.db",

@@ -42,6 +42,7 @@ def test_missing_file(tmp_path):
     assert not (tmp_path / "nope.db").exists()  # not created as a side effect
 
 
+@pytest.mark.slow
 def test_a_file_that_is_not_a_database(tmp_path):
     (tmp_path / "notes.db").write_text("hello\n")
     line = one_error_line(run_tuner("best", "notes.db", cwd=tmp_path))
@@ -51,6 +52,7 @@ def test_a_file_that_is_not_a_database(tmp_path):
     assert "not a SQLite database" in line and (tmp_path / "notes.db").read_text() == "hello\n"
 
 
+@pytest.mark.slow
 def test_a_sqlite_file_that_holds_no_study(tmp_path):
     import sqlite3
 
@@ -198,6 +200,7 @@ def test_bad_input_is_one_line_and_nothing_is_made(args, expected, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no folder, no half-made database
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("body, expected", [
     ('[space]\nlr = "fast"\n', "--space lr: 'fast' is not a number; lr takes a number"),
     ('[space]\nlr = {low = "a", high = 0.1}\n', "lr.low = 'a' is not a number"),

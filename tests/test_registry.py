@@ -103,6 +103,7 @@ def test_two_distributions_claiming_one_name_is_an_error_naming_both():
         reg.architecture("lenet")
 
 
+@pytest.mark.slow
 def test_cli_duplicate_name_from_an_installed_package(dup_plugins, tmp_path):
     proc = run_tuner("plugins", "--check", "lenet-digits", cwd=tmp_path, env=pythonpath(dup_plugins))
     line = one_error_line(proc)
@@ -125,6 +126,7 @@ def test_third_party_package_is_discovered_and_pairs_with_builtins(demo_plugins,
     assert "lenet cannot take digits8" in refused and "12×12" in refused and "8×8" in refused
 
 
+@pytest.mark.slow
 def test_broken_plugins_are_listed_with_their_error_and_do_not_stop_others(broken_plugins, demo_plugins,
                                                                            tmp_path):
     env = pythonpath(broken_plugins, demo_plugins)
