@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import os
 import tempfile
 from collections.abc import Iterable
@@ -229,15 +230,20 @@ class StudyArtifacts:
         except OSError as e:
             raise _write_error(scratch, e) from None
         staged = Path(tmp).with_name(f"trial-{trial.number}.pt")  # the artifact's file name
+        # Serialised in memory, then written as plain bytes: a full disk is then an OSError with
+        # its errno, where torch.save to a file reports it as "enforce fail ... unexpected pos".
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        data = buffer.getbuffer()
+        digest, size = hashlib.sha256(data).hexdigest(), len(data)
         try:
             try:
-                torch.save(state, tmp)
+                with open(tmp, "wb") as f:
+                    f.write(data)
                 os.replace(tmp, staged)
-            except (OSError, RuntimeError) as e:  # torch wraps a full disk in RuntimeError
-                cause = e if isinstance(e, OSError) else OSError(errno.ENOSPC if "No space" in str(e) else 0,
-                                                                 str(e).splitlines()[0])
-                raise _write_error(scratch, cause) from None
-            digest, size = _sha256(staged)
+            except OSError as e:
+                raise _write_error(scratch, e) from None
+            del data
             artifact_id = upload_artifact(artifact_store=self.store, file_path=str(staged),
                                           study_or_trial=trial)
         finally:

@@ -38,7 +38,7 @@ from tuner.engine import EpochResult
 from tuner.errors import TrialFailed, TunerError, quiet_libraries
 from tuner.heap import LongLivedHeap
 from tuner.objective import Listener
-from tuner.study import fail_dead_trials
+from tuner.study import fail_dead_trials, written
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def _worker(index: int, prepare: Callable[..., Any], options: Any, budget: int |
         def finished(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             events.put(("finished", trial))
 
-        with LongLivedHeap() as heap:
+        with LongLivedHeap() as heap, written(prepared.location):
             while (interrupt.pending() is None and (deadline is None or time.time() < deadline)
                    and _claim(tickets, budget)):
                 prepared.study.optimize(prepared.objective, n_trials=1, catch=(TrialFailed,),

@@ -53,6 +53,7 @@ from tuner.study import (
     storage_for,
     study_lock,
     test_accuracies,
+    written,
 )
 
 log = logging.getLogger(__name__)
@@ -315,7 +316,7 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
                          options.pruner_warmup)
     # One process at a time from here to the queued reference: two terminals (or machines)
     # starting one new study must not both create it, describe it and queue its reference.
-    with study_lock(location, storage):
+    with written(location), study_lock(location, storage):
         study = optuna.create_study(
             storage=storage, study_name=study_name, pruner=pruner, direction="maximize",
             load_if_exists=True,
@@ -406,18 +407,19 @@ def run_study(
     memory) are recorded and the study goes on; Ctrl-C ends the running trials as failed
     ("interrupted") and propagates. Afterwards only the weights the study keeps are left."""
     try:
-        if jobs > 1:
-            assert prepared.options is not None, "prepare_study records the options workers need"
-            run_parallel(prepared.options, prepared.study, jobs, trials, timeout, prepare=prepare_study,
-                         listener=prepared.objective.listener, callbacks=callbacks,
-                         device_type=prepared.device.type)
-            return
-        with LongLivedHeap() as heap, interrupt.deferred():
-            prepared.study.optimize(
-                prepared.objective, n_trials=trials, timeout=timeout, catch=(TrialFailed,),
-                callbacks=[prepared.objective.after_trial, *callbacks, heap, interrupt.stop_study],
-                gc_after_trial=False,
-            )
+        with written(prepared.location):
+            if jobs > 1:
+                assert prepared.options is not None, "prepare_study records the options workers need"
+                run_parallel(prepared.options, prepared.study, jobs, trials, timeout, prepare=prepare_study,
+                             listener=prepared.objective.listener, callbacks=callbacks,
+                             device_type=prepared.device.type)
+                return
+            with LongLivedHeap() as heap, interrupt.deferred():
+                prepared.study.optimize(
+                    prepared.objective, n_trials=trials, timeout=timeout, catch=(TrialFailed,),
+                    callbacks=[prepared.objective.after_trial, *callbacks, heap, interrupt.stop_study],
+                    gc_after_trial=False,
+                )
     finally:
         if prepared.artifacts is not None:
             prepared.artifacts.tidy()

@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import hashlib
 import os
+import shutil
 import sqlite3
 import time
 import warnings
@@ -88,6 +89,14 @@ def locate(study_name: str, db: str | None = None, storage: str | None = None) -
     return Location(sqlite_url(path), path, study_name)
 
 
+def disk_full(folder: Path) -> bool:
+    """Less than 1 MiB free where ``folder`` is (SQLite's journal files and a trial's rows need more)."""
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
+
+
 def check_database_file(path: Path) -> None:
     """Raise :class:`StudyError` unless ``path`` is a readable study database. Read-only."""
     if not path.exists():
@@ -110,6 +119,9 @@ def check_database_file(path: Path) -> None:
         finally:
             con.close()
     except sqlite3.DatabaseError as e:
+        if disk_full(path.parent):  # SQLite could not make its -wal and -shm files: not damage
+            raise StudyError(f"no space left in {path.absolute().parent} to open {path} ({e}); free some and "
+                             "run the same command again") from None
         raise StudyError(f"{path} is corrupt ({e}); restore it from a backup") from None
     if not tables >= _REQUIRED_TABLES:
         raise StudyError(f"{path} is a SQLite database but holds no tuner study; check the path")
@@ -222,6 +234,26 @@ def study_lock(location: Location, storage: optuna.storages.RDBStorage) -> Itera
         finally:
             connection.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
             connection.commit()
+
+
+@contextlib.contextmanager
+def written(location: Location) -> Iterator[None]:
+    """A write to the study's storage that fails (read-only, disk full) is one line naming the
+    database and what to do, not Optuna's "invalid data in the commit" traceback."""
+    try:
+        yield
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as e:
+        cause = _innermost(e)
+        reason = scrub((str(cause).strip().splitlines() or [""])[0], location.url)
+        if "readonly" in reason or "read-only" in reason:
+            raise StudyError(f"{location.shown} is read-only ({reason}); make the file and its folder writable, "
+                             "or run on a copy (`tuner best` and `tuner trials` read it as it is)") from None
+        full = location.db_path is not None and disk_full(location.db_path.absolute().parent)
+        if "disk is full" in reason or "No space" in reason or full:
+            where = location.db_path.absolute().parent if location.db_path is not None else location.shown
+            raise StudyError(f"no space left for the study in {where} ({reason}); free some and run the "
+                             "same command to resume") from None
+        raise StudyError(f"cannot write to {location.shown}: {type(cause).__name__}: {reason}") from None
 
 
 def _innermost(e: BaseException) -> BaseException:
