@@ -213,3 +213,28 @@ def backend(request, tmp_path):
     cluster = request.getfixturevalue("pg_cluster")
     url = cluster.new_database()
     return "postgresql", ["--storage", url, "--artifacts", str(tmp_path / "shared-artifacts")], url
+
+
+# --- the reliability suite (docs/reliability.md): `python -m pytest -m reliability` ---------
+RELIABILITY_FILES = {"test_errors.py", "test_storage_faults.py", "test_stopping.py", "test_interrupt.py"}
+RELIABILITY_TESTS = {
+    "test_a_hostile_cifar_batch_runs_nothing_and_is_one_line", "test_a_damaged_cifar_archive_is_reported",
+    "test_damaged_weights_are_named_and_a_resume_still_finishes",
+    "test_a_deleted_weights_file_is_reported_missing_not_unkept", "test_a_write_that_fails_half_way_leaves_no_file",
+    "test_artifacts_stored_in_the_study_and_a_different_one_refused",
+    "test_no_password_reaches_output_or_the_database", "test_ctrl_c_stops_every_worker_and_the_study_resumes",
+    "test_workers_ignore_ctrl_c_from_their_first_instruction", "test_workers_stop_when_the_main_process_is_killed",
+    "test_a_worker_killed_outright_fails_its_trial_at_once_and_the_others_finish",
+    "test_impossible_jobs_is_one_line", "test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on",
+    "test_ctrl_c_records_the_trial_as_interrupted_and_the_study_resumes",
+    "test_out_of_memory_fails_the_trial_with_its_reason_and_the_study_goes_on",
+    "test_processes_creating_one_new_study_file_at_once_all_open_it",
+    "test_a_queued_trial_is_taken_by_one_process_however_many_ask_at_once",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = item.name.split("[")[0]
+        if item.path.name in RELIABILITY_FILES or name in RELIABILITY_TESTS:
+            item.add_marker(pytest.mark.reliability)
