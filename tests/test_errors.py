@@ -35,6 +35,7 @@ def db(stored, tmp_path) -> Path:
     return copy
 
 
+@pytest.mark.slow
 def test_missing_file(tmp_path):
     for command in ("best", "trials"):
         line = one_error_line(run_tuner(command, "nope.db", cwd=tmp_path))
@@ -140,6 +141,7 @@ def test_a_study_of_another_plugin_is_not_mixed_in(db):
     assert digest(db) == before
 
 
+@pytest.mark.slow
 def test_missing_data_offline_names_the_path_and_the_fix(tmp_path):
     line = one_error_line(run_tuner("optimize", "--plugin", "lenet-mnist", "--data-dir", "empty",
                                     cwd=tmp_path))

@@ -99,6 +99,7 @@ def sigint_ignored(pid: int) -> bool:
     raise AssertionError("no SigIgn line")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the workers' state in /proc")
 def test_workers_ignore_ctrl_c_from_their_first_instruction(tmp_path):
     """A worker spends seconds importing torch before its own code runs: Ctrl-C then must not
@@ -142,6 +143,7 @@ def test_workers_stop_when_the_main_process_is_killed(tmp_path):
     assert [t.user_attrs.get("fail_reason") for t in trials if t.state.name == "FAIL"] == ["interrupted"] * 2
 
 
+@pytest.mark.slow
 def test_impossible_jobs_is_one_line(tmp_path):
     for value in ("0", "65"):
         proc = run_tuner("optimize", "--plugin", "mlp-digits", "--jobs", value, cwd=tmp_path)
