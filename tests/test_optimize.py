@@ -121,6 +121,21 @@ def test_best_and_trials_print_for_people(study_dir):
     assert len(rows) == 1 and "│ pruned" in rows[0] and "below the pruner" in rows[0]
 
 
+def test_trials_json_agrees_with_the_database(study_dir):
+    db = study_dir / "studies" / "lenet-digits.db"
+    listing = json.loads(run_tuner("trials", str(db), "--json", cwd=study_dir, check=True).stdout)
+    stored = load(db).trials
+    assert listing["study"] == "lenet-digits" and [t["number"] for t in listing["trials"]] == list(range(6))
+    for row, trial in zip(listing["trials"], stored, strict=True):
+        assert row["state"] == trial.state.name and row["epochs"] == trial.user_attrs["history"]
+        assert row["value"] == (trial.value if trial.state.name == "COMPLETE" else None)
+        assert row["params"]["lr"] == trial.user_attrs["hparams"]["lr"] and row["reference"] == (trial.number == 0)
+    assert sum(listing["counts"].values()) == 6
+    pruned = json.loads(run_tuner("trials", str(db), "--json", "--state", "pruned", cwd=study_dir,
+                                  check=True).stdout)["trials"]
+    assert pruned and all(t["state"] == "PRUNED" and "below the pruner" in t["reason"] for t in pruned)
+
+
 @pytest.mark.slow
 def test_rerunning_resumes_instead_of_starting_over(tmp_path):
     args = ("optimize", "--plugin", "mlp-digits", "--trials", "2", "--epochs", "1", "--quiet")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,11 @@ def test_broken_plugins_are_listed_with_their_error_and_do_not_stop_others(broke
     assert "importfail" in out and "ModuleNotFoundError" in out
     assert "tinynet" in out and "lenet" in out  # the good ones still listed
     assert run_tuner("plugins", "--check", "tinynet-digits", cwd=tmp_path, env=env).returncode == 0
+    listed = json.loads(run_tuner("plugins", "--json", cwd=tmp_path, env=env, check=True).stdout)
+    archs = {a["name"]: a for a in listed["architectures"]}
+    assert "ModuleNotFoundError" in archs["importfail"]["error"] and archs["importfail"]["description"] is None
+    assert archs["lenet"]["error"] is None and archs["lenet"]["distribution"] == "tuner"
+    assert archs["tinynet"]["description"] and {d["name"] for d in listed["datasets"]} >= {"mnist", "digits"}
 
 
 @pytest.mark.parametrize("pair, expected", [

@@ -13,6 +13,7 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tuner import __version__
@@ -41,7 +42,9 @@ def app(debug: bool) -> None:
 @click.option("--check", metavar="ARCH-DATASET",
               help="Build the pair and train one batch on the CPU; print parameters and input shape.")
 @click.option("--data-dir", help="Dataset folder (default: $TUNER_DATA_DIR, else ~/.cache/tuner/data).")
-def plugins(check: str | None, data_dir: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: architectures and datasets, each with distribution, version, description, error.")
+def plugins(check: str | None, data_dir: str | None, as_json: bool) -> None:
     """List installed architectures and datasets, or check one pair."""
     from tuner.data import default_data_dir
     from tuner.errors import PluginError
@@ -56,18 +59,29 @@ def plugins(check: str | None, data_dir: str | None) -> None:
                   f"one batch trained (loss {report.loss:.3f})")
         return
     reg = registry()
-    for kind, title in (("architecture", "Architectures"), ("dataset", "Datasets")):
-        table = Table(title=title, title_justify="left")
-        for column in ("name", "distribution", "version", "description"):
-            table.add_column(column)
+    listing: dict[str, list[dict[str, str | None]]] = {}
+    for kind in ("architecture", "dataset"):
+        listing[kind + "s"] = []
         for info in reg.infos(kind):
+            description, error = None, None
             try:
                 description = reg.load(kind, info.name).description
             except PluginError as e:  # listed with its error; never stops the listing
-                description = f"[red]broken: {e.reason}[/red]"
+                error = f"broken: {e.reason}"
             except TunerError as e:
-                description = f"[red]{e}[/red]"
-            table.add_row(info.name, info.distribution, info.version, description)
+                error = str(e)
+            listing[kind + "s"].append({"name": info.name, "distribution": info.distribution,
+                                        "version": info.version, "description": description, "error": error})
+    if as_json:
+        print(json.dumps(listing, indent=2))
+        return
+    for key, title in (("architectures", "Architectures"), ("datasets", "Datasets")):
+        table = Table(title=title, title_justify="left")
+        for column in ("name", "distribution", "version", "description"):
+            table.add_column(column)
+        for row in listing[key]:
+            shown = escape(row["description"] or "") if row["error"] is None else f"[red]{escape(row['error'])}[/red]"
+            table.add_row(row["name"], row["distribution"], row["version"], shown)
         out.print(table)
     out.print("Pair them as ARCH-DATASET, e.g. `tuner optimize --plugin lenet-digits`.")
 
@@ -252,7 +266,10 @@ def _print_weights_problem(summary) -> None:
 @click.option("--sort", type=click.Choice(["number", "value", "duration"]), default="number",
               show_default=True, help="Order: trial number, value (best first) or duration (longest first).")
 @click.option("--limit", type=click.IntRange(min=1), help="Show at most N trials.")
-def trials_command(db: str, study: str | None, state: tuple[str, ...], sort: str, limit: int | None) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: study, counts, and the trials shown (number, state, value, params, epochs, ...).")
+def trials_command(db: str, study: str | None, state: tuple[str, ...], sort: str, limit: int | None,
+                   as_json: bool) -> None:
     """Every trial: state, value, hyperparameters, epochs, time, and why it was pruned or failed."""
     from tuner.console import counts_line, extra_keys, trials_table
     from tuner.study import state_counts, view
@@ -268,6 +285,11 @@ def trials_command(db: str, study: str | None, state: tuple[str, ...], sort: str
         views.sort(key=lambda v: -(v.duration_s or 0))
     if limit:
         views = views[:limit]
+    if as_json:
+        rows = [{"number": v.number, "state": v.state, "value": v.value, "params": v.hparams, "epochs": v.history,
+                 "duration_s": v.duration_s, "reason": v.reason, "reference": v.reference} for v in views]
+        print(json.dumps({"study": opened.study_name, "counts": state_counts(opened), "trials": rows}, indent=2))
+        return
     space = opened.user_attrs.get("provenance", {}).get("search_space", {})
     out.print(trials_table(views, f"Trials of {opened.study_name}", extra_keys(space)))
     out.print(counts_line(state_counts(opened)))
