@@ -22,6 +22,17 @@ SHARED_MNIST = ROOT.parent / "shared" / "data"
 TUNER = shutil.which("tuner", path=str(Path(sys.executable).parent)) or "tuner"
 
 
+def run_tuners_together(*args: str, cwd: Path, processes: int = 2) -> None:
+    """Start ``processes`` identical ``tuner`` commands at the same moment (two terminals, two
+    machines) and wait until every one has exited 0."""
+    env = {**os.environ, "TUNER_OFFLINE": "1"}
+    runs = [subprocess.Popen([TUNER, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(processes)]
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, out + err
+
+
 def run_tuner(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600,
               check: bool | None = None) -> subprocess.CompletedProcess[str]:
     """Run the installed ``tuner`` command as a user would, offline, in ``cwd``."""

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
-from conftest import TUNER, run_tuner
+from conftest import run_tuner, run_tuners_together
 
 from tuner.artifacts import AtomicFileSystemStore, WeightsError
 from tuner.study import hide_password
@@ -173,13 +171,7 @@ def test_two_processes_started_together_draw_apart(backend, tmp_path):
     """2 processes x 6 trials on one new study: numbers 0..11 without a gap, and 11 distinct
     parameter sets besides the reference (before: 7 distinct sets of 12)."""
     kind, args, target = backend
-    cmd = [TUNER, "optimize", "--plugin", "mlp-digits", "--trials", "6", *args, *SHORT]
-    env = {**os.environ, "TUNER_OFFLINE": "1"}
-    runs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
-    for run in runs:
-        out, err = run.communicate(timeout=300)
-        assert run.returncode == 0, out + err
+    run_tuners_together("optimize", "--plugin", "mlp-digits", "--trials", "6", *args, *SHORT, cwd=tmp_path)
     storage = target if kind == "postgresql" else f"sqlite:///{target}"
     trials = optuna.load_study(study_name="mlp-digits", storage=storage).trials
     assert sorted(t.number for t in trials) == list(range(12))

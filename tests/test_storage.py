@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import TUNER
+from conftest import run_tuners_together
 
 from tuner.study import Location, sqlite_url, storage_for
 
@@ -89,13 +88,8 @@ def test_a_queued_trial_is_taken_by_one_process_however_many_ask_at_once(tmp_pat
 
 @pytest.mark.slow
 def test_two_terminals_running_one_new_study_share_it(tmp_path):
-    args = [TUNER, "optimize", "--plugin", "mlp-digits", "--trials", "2", "--epochs", "2", "--quiet"]
-    env = {**os.environ, "TUNER_OFFLINE": "1"}
-    runs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
-    for run in runs:
-        out, err = run.communicate(timeout=300)
-        assert run.returncode == 0, out + err
+    run_tuners_together("optimize", "--plugin", "mlp-digits", "--trials", "2", "--epochs", "2", "--quiet",
+                        cwd=tmp_path)
     study = optuna.load_study(study_name="mlp-digits", storage=sqlite_url(tmp_path / "studies" / "mlp-digits.db"))
     states = [t.state.name for t in study.trials]
     assert len(states) == 4 and set(states) <= {"COMPLETE", "PRUNED"}, states
