@@ -240,6 +240,8 @@ RELIABILITY_TESTS = {
     "test_ctrl_c_records_the_trial_as_interrupted_and_the_study_resumes",
     "test_out_of_memory_fails_the_trial_with_its_reason_and_the_study_goes_on",
     "test_processes_creating_one_new_study_file_at_once_all_open_it",
+    "test_params_from_a_plain_object_and_bad_files_are_one_line",
+    "test_a_trial_that_is_not_there_or_did_not_train_is_one_line",
     "test_a_queued_trial_is_taken_by_one_process_however_many_ask_at_once",
 }
 

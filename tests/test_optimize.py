@@ -100,6 +100,47 @@ def test_best_json_agrees_with_the_database_and_weights_predict(study_dir):
     assert accuracy == pytest.approx(summary["test_accuracy"], abs=1e-6)
 
 
+def test_best_says_how_sure_the_win_is_from_the_examples_each_model_alone_gets_right(study_dir):
+    from tuner.artifacts import for_study
+    from tuner.engine import correct_examples
+    from tuner.replay import rebuild
+
+    db = study_dir / "studies" / "lenet-digits.db"
+    summary = json.loads(run_tuner("best", str(db), "--json", cwd=study_dir, check=True).stdout)
+    study = load(db)
+    rebuilt = rebuild(study, study.best_trial, study_dir / "data", "cpu")
+    data = rebuilt.data
+    masks = {}
+    for number in (summary["trial"], summary["reference_trial"]):
+        hp = Hyperparameters.from_dict(study.trials[number].user_attrs["hparams"])
+        model = rebuilt.pair.arch.build(data.shape, hp)
+        model.load_state_dict(for_study(study, db).load_state(study.trials[number]))
+        masks[number] = correct_examples(model, data, data.val_x, data.val_y)
+    best, ref = masks[summary["trial"]], masks[summary["reference_trial"]]
+    b, c, n = int((best & ~ref).sum()), int((ref & ~best).sum()), len(best)
+    assert summary["validation_examples"] == n == len(data.val_y)
+    d = summary["difference"]["validation"]
+    assert d["paired"] and d["examples"] == n
+    assert d["points"] == pytest.approx(100 * (b - c) / n)
+    assert d["se_points"] == pytest.approx(100 * (((b + c) / n - ((b - c) / n) ** 2) / n) ** 0.5)
+    assert d["within_noise"] == (abs(d["points"]) < 2 * d["se_points"])
+    assert summary["difference"]["test"]["examples"] == summary["test_examples"] == len(data.test_y)
+    text = run_tuner("best", str(db), cwd=study_dir, check=True).stdout
+    assert f"validation ({n:,}, one = {100 / n:.2f} pts): SE {d['se_points']:.2f} pts, paired" in text
+
+
+def test_a_tie_and_a_one_example_win_are_within_noise():
+    from tuner.study import difference
+
+    tie = difference(0.9861, 0.9861, 144, {"n": 144, "only_best": 0, "only_reference": 0})
+    assert tie["within_noise"] and tie["se_points"] == 0
+    one = difference(0.9861, 0.9792, 144, {"n": 144, "only_best": 1, "only_reference": 0})
+    assert one["within_noise"] and one["paired"]
+    unpaired = difference(0.99, 0.80, 144)
+    assert not unpaired["within_noise"] and not unpaired["paired"]
+    assert unpaired["se_points"] == pytest.approx(100 * ((0.99 * 0.01 + 0.8 * 0.2) / 144) ** 0.5)
+
+
 def test_end_of_run_summary_compares_best_with_reference(study_dir):
     text = (study_dir / "first-run.txt").read_text()
     assert "best vs hand-picked reference" in text

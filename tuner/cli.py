@@ -89,8 +89,9 @@ def plugins(check: str | None, data_dir: str | None, as_json: bool) -> None:
 # ---------------------------------------------------------------------------------------------
 @app.command()
 @click.option("--plugin", "-p", required=True, metavar="ARCH-DATASET", help="What to tune, e.g. alexnet-mnist.")
-@click.option("--trials", type=int, default=20, show_default=True,
-              help="New trials to run now; a resumed study adds this many to those it holds.")
+@click.option("--trials", type=int,
+              help="New trials to run now; a resumed study adds this many to those it holds "
+                   "[default: 20; 1 with --params].")
 @click.option("--study", help="Study name (default: the plugin).")
 @click.option("--db", help="SQLite file (default: studies/<study>.db).")
 @click.option("--storage", help="Any SQLAlchemy database URL, instead of --db.")
@@ -110,6 +111,9 @@ def plugins(check: str | None, data_dir: str | None, as_json: bool) -> None:
 @click.option("--space", "space", multiple=True, metavar="NAME=SPEC|FILE.toml",
               help="Override the search space: lr=1e-5:1e-1:log, batch_size=32,64, dropout=0.3, or a "
                    "TOML file. Repeatable.")
+@click.option("--params", type=click.Path(dir_okay=False), metavar="FILE.json",
+              help="Train exactly these hyperparameters (the output of `tuner best --json`, or "
+                   '{"lr": 0.01, ...}): each is pinned, and no reference trial is queued.')
 @click.option("--jobs", "-j", type=int, default=1, show_default=True,
               help="Trials trained at once on the device, each in its own process (small models "
                    "cannot fill a GPU alone). With more than 1, --seed no longer fixes the draws.")
@@ -121,12 +125,14 @@ def plugins(check: str | None, data_dir: str | None, as_json: bool) -> None:
                    "studies/x.artifacts/). Stored in the study: later runs and `best` find it.")
 @click.option("--keep", type=int, help="Keep the weights of the K best trials, not only the best (a study keeps it).")
 @click.option("--quiet", "-q", is_flag=True, help="One line per trial, no live display.")
-def optimize(plugin: str, trials: int, study: str | None, db: str | None, storage: str | None,
+def optimize(plugin: str, trials: int | None, study: str | None, db: str | None, storage: str | None,
              timeout: float | None, epochs: int | None, seed: int | None, device: str,
              data_dir: str | None, max_train: int | None, sampler: str, pruner: str,
              pruner_startup: int, pruner_warmup: int, space: tuple[str, ...], jobs: int, compile_: bool,
-             artifacts: str | None, keep: int | None, quiet: bool) -> None:
+             params: str | None, artifacts: str | None, keep: int | None, quiet: bool) -> None:
     """Run (or resume) a study: the reference settings first, then sampled ones."""
+    if trials is None:
+        trials = 1 if params else 20
     from tuner.console import StudyProgress
     from tuner.run import OptimizeOptions, measure_test_accuracy, prepare_study, run_study
 
@@ -138,7 +144,7 @@ def optimize(plugin: str, trials: int, study: str | None, db: str | None, storag
         epochs=epochs, seed=seed, device=device, data_dir=data_dir, max_train=max_train,
         sampler=sampler, pruner=pruner, pruner_startup=pruner_startup,
         pruner_warmup=pruner_warmup, space=space or (), jobs=jobs, compile=compile_,
-        artifacts=artifacts, keep=keep,
+        artifacts=artifacts, keep=keep, params=params,
     )
     progress = StudyProgress(out, trials, live=out.is_terminal, quiet=quiet)
     prepared = prepare_study(options, listener=progress)
@@ -293,6 +299,48 @@ def trials_command(db: str, study: str | None, state: tuple[str, ...], sort: str
     space = opened.user_attrs.get("provenance", {}).get("search_space", {})
     out.print(trials_table(views, f"Trials of {opened.study_name}", extra_keys(space)))
     out.print(counts_line(state_counts(opened)))
+
+
+@app.command()
+@click.argument("db")
+@click.option("--trial", "number", type=int, required=True, help="The trial to re-train (see `tuner trials`).")
+@click.option("--study", help="Which study, when the database holds several.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Largest per-epoch drift of validation accuracy accepted, in percentage points.")
+@click.option("--device", help="cpu, cuda or cuda:N (default: the trial's own when this machine has it, else cpu).")
+@click.option("--data-dir", help="Dataset folder (default: $TUNER_DATA_DIR, else ~/.cache/tuner/data).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: trial, stored, reproduced (per-epoch validation accuracy), max_drift, environment.")
+def reproduce(db: str, number: int, study: str | None, tolerance: float, device: str | None,
+              data_dir: str | None, as_json: bool) -> None:
+    """Re-train one stored trial from its recipe and compare it with what was stored, epoch by epoch.
+
+    Exits 1 when the largest drift exceeds --tolerance."""
+    from tuner.console import environment_line, pct
+    from tuner.data import default_data_dir
+    from tuner.replay import reproduce as replay
+    from tuner.replay import trained_trial
+
+    opened, _ = _open(db, study)
+    trained_trial(opened, number)  # a wrong number is one line, before any header
+
+    def show(epoch: int, stored: float, reproduced: float) -> None:
+        if not as_json:
+            out.print(f"{epoch:>5}  {pct(stored):>8}  {pct(reproduced):>10}  {100 * (reproduced - stored):+6.2f}")
+
+    if not as_json:
+        out.print(f"re-training trial {number} of {opened.study_name} with its stored seed and settings")
+        out.print("epoch    stored  reproduced   drift")
+    result = replay(opened, number, default_data_dir(data_dir), device, on_epoch=show)
+    within = result.max_drift <= tolerance
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        verdict = "reproduced" if within else "[red]not reproduced[/red]"
+        out.print(f"largest drift {result.max_drift:.2f} points (tolerance {tolerance:g}): {verdict}")
+        out.print(environment_line(result.environment), soft_wrap=True)
+    if not within:
+        sys.exit(1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def trial_line(trial: FrozenTrial) -> str:
     if attrs.get("reference"):
         head += " (reference)"
     if trial.state == TrialState.COMPLETE:
-        head += f" val={trial.value:.4f}"
+        head += f" {pct(trial.value)}"
     reason = attrs.get("prune_reason") or attrs.get("fail_reason")
     params = " ".join(f"{k}={fmt(attrs.get('hparams', {}).get(k))}" for k in KEY_PARAMS
                       if attrs.get("hparams", {}).get(k) is not None)
@@ -152,7 +152,7 @@ def trials_table(views: list[TrialView], title: str, extra_keys: tuple[str, ...]
 def extra_keys(space: dict[str, str]) -> tuple[str, ...]:
     """Plugin-specific hyperparameters (a width, a second dropout) get their own columns."""
     builtin = {*KEY_PARAMS, "momentum", "scheduler", "epochs"}
-    return tuple(k for k in space if k not in builtin and not k.startswith("plateau_"))
+    return tuple(k for k in space if k not in builtin and not k.startswith(("plateau_", "step_")))
 
 
 def comparison_panel(summary: dict[str, Any], db_shown: str) -> Panel:
@@ -168,11 +168,20 @@ def comparison_panel(summary: dict[str, Any], db_shown: str) -> Panel:
                  else "reference", "change")
     rows.add_row("validation accuracy", pct(best_v), pct(ref_v), change(best_v, ref_v))
     rows.add_row("test accuracy", pct(best_t), pct(ref_t), change(best_t, ref_t))
-    lines = [rows, "",
+    sure = [certainty_line(part, d) for part, d in summary.get("difference", {}).items() if d is not None]
+    lines = [rows, *sure, "",
              f"weights: {weights_line(summary)}",
              f"see it again: tuner best {db_shown} --study {summary['study']}"]
     return Panel(Group(*lines), title=f"{summary['study']}: best vs hand-picked reference",
                  title_align="left", expand=False)
+
+
+def certainty_line(part: str, d: dict[str, Any]) -> str:
+    """``validation (144, one = 0.69 pts): SE 1.17 pts, paired; beyond noise (2.4 SE)``."""
+    verdict = ("[yellow]within noise[/yellow] (under 2 SE): not a sure win" if d["within_noise"]
+               else f"beyond noise ({abs(d['points']) / d['se_points']:.1f} SE)")
+    return (f"{part} ({d['examples']:,}, one = {d['example_points']:.2f} pts): SE {d['se_points']:.2f} pts, "
+            f"{'paired' if d['paired'] else 'unpaired'}; {verdict}")
 
 
 def weights_line(summary: dict[str, Any]) -> str:
@@ -214,3 +223,13 @@ def runs_line(runs: list[dict[str, Any]]) -> str:
 def counts_line(counts: dict[str, int]) -> str:
     return (f"{counts.get('COMPLETE', 0)} complete · {counts.get('PRUNED', 0)} pruned · "
             f"{counts.get('FAIL', 0)} failed")
+
+
+def environment_line(env: dict[str, Any]) -> str:
+    """``environment: same as stored (...)`` or ``environment differs: torch_version 2.4.0 -> 2.14.1``."""
+    now = env["now"]
+    if not env["differs"]:
+        return (f"environment: same as stored (tuner {now['tuner_version']}, torch {now['torch_version']}, "
+                f"{now['device']}, {now['threads']} threads)")
+    changes = ", ".join(f"{k} {env['stored'][k]} -> {now[k]}" for k in env["differs"])
+    return f"environment differs: {changes}"

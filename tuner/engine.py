@@ -92,6 +92,22 @@ def evaluate(
     return loss.item() / len(y), correct.item() / len(y)
 
 
+@torch.inference_mode()
+def correct_examples(
+    model: nn.Module, data: PreparedData, x: torch.Tensor, y: torch.Tensor, *, amp: bool = False
+) -> torch.Tensor:
+    """Which examples of ``x, y`` the model gets right: a bool tensor on the CPU, shape (N,).
+    Two models' masks on one set give a paired comparison (``tuner.study.difference``)."""
+    model.eval()
+    bs = eval_batch_size(data)
+    parts = []
+    for start in range(0, len(y), bs):
+        with autocast(x.device, amp):
+            logits = model(data.fit(x[start : start + bs]))
+        parts.append(logits.argmax(1) == y[start : start + bs])
+    return torch.cat(parts).cpu()
+
+
 class Trainer:
     """Trains one model with one set of hyperparameters on prepared data.
 

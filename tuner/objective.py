@@ -50,8 +50,19 @@ def enqueue_reference(study: optuna.Study, reference: Hyperparameters, space: di
     study.enqueue_trial(fixed_params_for(reference, space), user_attrs={REFERENCE_ATTR: True})
 
 
+RECIPE_ATTR = "recipe"  # user attr: what re-training the trial needs (tuner.replay reads it)
+
+
 def trial_seed(study_seed: int, number: int) -> int:
     return study_seed * 100_003 + number
+
+
+def start_training(arch: Architecture, data: PreparedData, hp: Hyperparameters, seed: int,
+                   compile: bool = False) -> Trainer:
+    """A fresh model and its trainer, seeded: the same seed gives the same weights, dropout
+    masks and batch order, which is what lets ``tuner reproduce`` re-run a trial exactly."""
+    torch.manual_seed(seed)
+    return Trainer(arch.build(data.shape, hp), hp, data, seed=seed, compile=compile)
 
 
 @dataclass
@@ -70,6 +81,8 @@ class Objective:
             once the trial that displaced it is stored (as an Optuna callback: :meth:`after_trial`).
         listener: Receives progress events.
         compile: ``torch.compile`` each trial's model (``--compile``).
+        recipe: What every trial of this run shares of its recipe (plugin and versions, split
+            seed, epochs, device); each trial adds its own seed and thread count.
     """
 
     arch: Architecture
@@ -81,6 +94,7 @@ class Objective:
     kept: list[tuple[float, int]] = field(default_factory=list)
     listener: Listener = field(default_factory=_Silent)
     compile: bool = False
+    recipe: dict[str, Any] = field(default_factory=dict)
     _displaced: list[int] = field(default_factory=list)
 
     def hyperparameters_for(self, trial: optuna.Trial) -> tuple[Hyperparameters, bool]:
@@ -99,11 +113,11 @@ class Objective:
             trial.set_user_attr(PROCESS_ATTR, identity())
             hp, is_reference = self.hyperparameters_for(trial)
             trial.set_user_attr("hparams", hp.as_dict())
+            seed = trial_seed(self.seed, trial.number)
+            trial.set_user_attr(RECIPE_ATTR, {**self.recipe, "trial_seed": seed,
+                                              "threads": torch.get_num_threads()})
             self.listener.trial_started(trial.number, hp.as_dict(), is_reference)
-            torch.manual_seed(trial_seed(self.seed, trial.number))
-            model = self.arch.build(self.data.shape, hp)
-            trainer = Trainer(model, hp, self.data, seed=trial_seed(self.seed, trial.number),
-                              compile=self.compile)
+            trainer = start_training(self.arch, self.data, hp, seed, self.compile)
             value = self._train(trial, trainer)
             self._keep_weights(trial, trainer, value, is_reference)
             return value

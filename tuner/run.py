@@ -31,15 +31,16 @@ from tuner.data import (
     prepare,
     resize,
 )
-from tuner.engine import evaluate
+from tuner.engine import correct_examples
 from tuner.errors import PairRefused, StudyError, TrialFailed, UsageError
 from tuner.heap import LongLivedHeap
 from tuner.objective import REFERENCE_ATTR, Listener, Objective, enqueue_reference
 from tuner.parallel import MAX_JOBS, run_parallel
 from tuner.registry import Registry, registry
 from tuner.sampling import SnapshotSampler
-from tuner.space import build_space, describe, parse_overrides
+from tuner.space import build_space, describe, parse_overrides, parse_params
 from tuner.study import (
+    PAIRED_ATTR,
     STUDIES_DIR,
     Location,
     best_trial,
@@ -190,6 +191,7 @@ class OptimizeOptions:
     compile: bool = False
     artifacts: str | None = None
     keep: int | None = None
+    params: str | None = None  # a JSON file of hyperparameters to train as they are (no reference)
 
     def validate(self) -> None:
         """Refuse impossible values before anything is read or written."""
@@ -277,7 +279,8 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
     the study (``tuner.study.record_run``); ``--jobs`` workers do not, the main process has."""
     options.validate()
     pair = load_pair(options.plugin)
-    overrides = parse_overrides(options.space)
+    # --params pins every hyperparameter it names; --space entries go on top of it.
+    overrides = {**(parse_params(Path(options.params)) if options.params else {}), **parse_overrides(options.space)}
     space = build_space(pair.arch, overrides)
     device = resolve_device(options.device)
     data_dir = default_data_dir(options.data_dir)
@@ -307,11 +310,7 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
     if space_changed and not overrides:
         log.warning("the search space differs from the one this study was created with")
 
-    splits = load_splits(pair.dataset_name, pair.dataset, data_dir, pair.dataset_dist)
-    data = prepare(
-        splits, pair.dataset, pair.arch, device=device, val_fraction=settings["val_fraction"],
-        split_seed=settings["seed"], max_train=settings["max_train"],
-    )
+    data = load_data(pair, data_dir, device, settings)
     pruner = make_pruner(options.pruner, settings["epochs"], options.pruner_startup,
                          options.pruner_warmup)
     # One process at a time from here to the queued reference: two terminals (or machines)
@@ -349,6 +348,7 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
                 "created": now_iso(),
                 "train_examples": len(data.train_y),
                 "val_examples": len(data.val_y),
+                "test_examples": len(data.test_y),
                 **settings,
             })
         if record:
@@ -367,7 +367,7 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
                 **({"search_space": space_desc} if space_changed else {}),
             })
         fail_dead_trials(study)  # a killed run's trial, without waiting for its heartbeat to age
-        if pair.arch.reference is not None and _reference_still_owed(study):
+        if pair.arch.reference is not None and not options.params and _reference_still_owed(study):
             enqueue_reference(study, pair.arch.reference, space)
     # Seeded by this process's first trial, so that a resumed run does not replay the first
     # run's draws and two processes started together do not draw alike.
@@ -375,12 +375,34 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
     artifacts = StudyArtifacts(study, spec, location.db_path, keep)
     objective = Objective(
         arch=pair.arch, data=data, space=space, epochs=settings["epochs"], seed=settings["seed"],
-        artifacts=artifacts, compile=options.compile,
+        artifacts=artifacts, compile=options.compile, recipe=run_recipe(pair, settings, device, options.compile),
     )
     if listener is not None:
         objective.listener = listener
     _restore_kept(study, objective, keep)
     return PreparedStudy(pair, study, location, objective, data, device, created, settings, options, artifacts)
+
+
+def load_data(pair: Pair, data_dir: Path, device: torch.device, settings: dict[str, Any]) -> PreparedData:
+    """The study's data: its split seed, validation fraction and training cap (``settings``
+    holds ``seed``, ``val_fraction`` and ``max_train``, as the provenance and a recipe do)."""
+    splits = load_splits(pair.dataset_name, pair.dataset, data_dir, pair.dataset_dist)
+    return prepare(
+        splits, pair.dataset, pair.arch, device=device, val_fraction=settings["val_fraction"],
+        split_seed=settings["seed"], max_train=settings["max_train"],
+    )
+
+
+def run_recipe(pair: Pair, settings: dict[str, Any], device: torch.device, compile: bool) -> dict[str, Any]:
+    """What every trial of this run records to be re-run (each adds its seed and threads)."""
+    return {
+        "plugin": pair.name,
+        "architecture": {"name": pair.arch_name, "distribution": pair.arch_dist, "version": pair.arch_version},
+        "dataset": {"name": pair.dataset_name, "distribution": pair.dataset_dist, "version": pair.dataset_version},
+        "seed": settings["seed"], "val_fraction": settings["val_fraction"], "max_train": settings["max_train"],
+        "epochs": settings["epochs"], "device": str(device), "compile": compile,
+        "tuner_version": __version__, "torch_version": torch.__version__,
+    }
 
 
 def _reference_still_owed(study: optuna.Study) -> bool:
@@ -426,35 +448,48 @@ def run_study(
 
 
 def measure_test_accuracy(prepared: PreparedStudy) -> dict[int, float]:
-    """Test accuracy of the best and the reference trial, each measured once per study.
-    Weights that are missing or damaged are skipped with one warning line."""
+    """Test accuracy of the best and the reference trial, measured once per study (again when
+    a resume finds a new best); with both, how many validation and test examples only one of
+    them gets right (``PAIRED_ATTR``: the paired standard error of their difference). Weights
+    that are missing or damaged are skipped with one warning line."""
     study = prepared.study
     stored = test_accuracies(study)
-    wanted = []
     try:
-        wanted.append(best_trial(study))
+        wanted = [best_trial(study)]
     except StudyError:  # no completed trial: nothing to report
         return stored
     ref = reference_trial(study)
     if ref is not None and ref.state.name == "COMPLETE" and ref.number != wanted[0].number:
         wanted.append(ref)
-    changed = False
+    numbers = [t.number for t in wanted]
+    paired = study.user_attrs.get(PAIRED_ATTR, {})
+    if prepared.artifacts is None or (all(n in stored for n in numbers)
+                                      and (len(wanted) < 2 or paired.get("trials") == numbers)):
+        return stored
+    data, masks = prepared.data, {}
     for trial in wanted:
-        if trial.number in stored or prepared.artifacts is None:
-            continue
         try:
             state = prepared.artifacts.load_state(trial)
         except WeightsError as e:
             log.warning("test accuracy of trial %d not measured: %s", trial.number, e)
             continue
         hp = Hyperparameters.from_dict(trial.user_attrs["hparams"])
-        model = prepared.pair.arch.build(prepared.data.shape, hp)
+        model = prepared.pair.arch.build(data.shape, hp)
         model.load_state_dict(state)
         model.to(prepared.device)
-        _, acc = evaluate(model, prepared.data, prepared.data.test_x, prepared.data.test_y,
-                          amp=prepared.device.type == "cuda")
-        stored[trial.number] = acc
-        changed = True
-    if changed:
+        amp = prepared.device.type == "cuda"
+        masks[trial.number] = (correct_examples(model, data, data.val_x, data.val_y, amp=amp),
+                               correct_examples(model, data, data.test_x, data.test_y, amp=amp))
+        stored[trial.number] = masks[trial.number][1].float().mean().item()
+    if masks:
         study.set_user_attr("test_accuracy", {str(k): v for k, v in stored.items()})
+    if len(masks) == 2:
+        (b_val, b_test), (r_val, r_test) = masks[numbers[0]], masks[numbers[1]]
+        study.set_user_attr(PAIRED_ATTR, {
+            "trials": numbers,
+            "validation": {"n": len(b_val), "only_best": int((b_val & ~r_val).sum()),
+                           "only_reference": int((r_val & ~b_val).sum())},
+            "test": {"n": len(b_test), "only_best": int((b_test & ~r_test).sum()),
+                     "only_reference": int((r_test & ~b_test).sum())},
+        })
     return stored

@@ -8,9 +8,10 @@ TOML file of them.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,8 @@ def build_space(arch: Architecture, overrides: Mapping[str, Param] | None = None
             known = sorted(set(space) | _HP_FIELDS)
             raise UsageError(f"--space: unknown hyperparameter {name!r}; known: {', '.join(known)}")
         if name == "dropout" and not arch.has_dropout:
+            if param == Fixed(None):  # "no dropout", as `best --json` says of such a model
+                continue
             raise UsageError("--space: this architecture has no dropout to search")
         space[name] = param
     return space
@@ -79,9 +82,16 @@ _EXAMPLE = {"lr": "lr=0.01", "batch_size": "batch_size=64", "optimizer": "optimi
             "scheduler": "scheduler=plateau"}
 
 
+_OPTIONAL_FIELDS = {"dropout"}  # None (written none) means: no dropout layer is used
+
+
 def _check_kind(name: str, value: Any) -> None:
     """A value of the wrong kind for a builtin hyperparameter names the key, the value and the
     kind it takes (plugin-specific names are checked by the plugin)."""
+    if value is None:
+        if name in _HP_FIELDS and name not in _OPTIONAL_FIELDS:
+            raise UsageError(f"--space {name}: cannot be none; only {', '.join(sorted(_OPTIONAL_FIELDS))} can be off")
+        return
     if name in _STR_FIELDS:
         ok, kind = isinstance(value, str), "a name"
     elif name in _INT_FIELDS:
@@ -97,6 +107,8 @@ def _check_kind(name: str, value: Any) -> None:
 
 def _check_value(name: str, value: Any) -> None:
     _check_kind(name, value)
+    if value is None:
+        return
     positive = {"lr", "batch_size", "step_size", "plateau_threshold"}
     non_negative = {"weight_decay", "momentum", "plateau_min_lr", "plateau_patience",
                     "plateau_cooldown", "dropout"}
@@ -121,7 +133,7 @@ def _scalar(text: str) -> Any:
             return convert(text)
         except ValueError:
             pass
-    return {"true": True, "false": False}.get(text.lower(), text)
+    return {"true": True, "false": False, "none": None, "null": None}.get(text.lower(), text)
 
 
 def parse_entry(entry: str) -> tuple[str, Param]:
@@ -158,15 +170,20 @@ def parse_entry(entry: str) -> tuple[str, Param]:
     return name, param
 
 
+def _read(path: Path, option: str, kind: str, parse: Callable[[str], Any], invalid: type[Exception]) -> Any:
+    """A file named by ``option``, parsed; missing or unparseable is one line."""
+    try:
+        return parse(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{option} file {path} does not exist") from None
+    except (invalid, UnicodeDecodeError) as e:
+        raise UsageError(f"{option} file {path} is not valid {kind}: {e}") from None
+
+
 def parse_toml(path: Path) -> dict[str, Param]:
     """A TOML file with a ``[space]`` table: ``lr = {low = 1e-5, high = 0.1, log = true}``,
     ``batch_size = [32, 64]`` (a choice) or ``dropout = 0.3`` (fixed)."""
-    try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"--space file {path} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"--space file {path} is not valid TOML: {e}") from None
+    doc = _read(path, "--space", "TOML", tomllib.loads, tomllib.TOMLDecodeError)
     table = doc.get("space", doc)
     space: dict[str, Param] = {}
     for name, spec in table.items():
@@ -207,6 +224,26 @@ def parse_overrides(entries: Iterable[str]) -> dict[str, Param]:
     return out
 
 
+def parse_params(path: Path) -> dict[str, Param]:
+    """Every hyperparameter of a JSON file pinned: the output of ``tuner best --json`` (its
+    ``params``), one trial of ``tuner trials --json``, or a plain ``{"lr": 0.01, ...}`` object."""
+    doc = _read(path, "--params", "JSON", json.loads, json.JSONDecodeError)
+    values = doc.get("params", doc) if isinstance(doc, dict) else None
+    if not isinstance(values, dict) or not values:
+        raise UsageError(f"--params file {path}: expected an object of hyperparameters, such as the output "
+                         "of `tuner best --json`")
+    pins: dict[str, Param] = {}
+    for name, value in values.items():
+        # epochs: the budget the settings were picked for (a study trains its own); settings
+        # that have no effect (StepLR's under ReduceLROnPlateau) would only clutter the trial.
+        if name == "epochs" or (not applies(name, values) and value is not None):
+            continue
+        param = Fixed(value)
+        validate_param(name, param)
+        pins[name] = param
+    return pins
+
+
 def sample(trial: optuna.Trial, space: Mapping[str, Param], only: set[str] | None = None) -> dict[str, Any]:
     """Ask ``trial`` for every searched name in ``space`` (or only those in ``only``)."""
     values: dict[str, Any] = {}
@@ -233,6 +270,8 @@ def applies(name: str, values: Mapping[str, Any]) -> bool:
         return values.get("scheduler", "plateau") == "plateau"
     if name.startswith("step_"):
         return values.get("scheduler") == "step"
+    if name == "momentum":
+        return values.get("optimizer", "sgd") == "sgd"
     return values.get(name) is not None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import math
 import os
 import shutil
 import sqlite3
@@ -444,6 +445,30 @@ def test_accuracies(study: optuna.Study) -> dict[int, float]:
     return {int(k): v for k, v in study.user_attrs.get("test_accuracy", {}).items()}
 
 
+PAIRED_ATTR = "paired"  # study user attr: examples only the best or only the reference gets right
+
+
+def difference(best: float | None, reference: float | None, n: int | None,
+               paired: dict[str, int] | None = None) -> dict[str, Any] | None:
+    """How sure ``best - reference`` (accuracies on the same ``n`` examples) is.
+
+    Paired when the examples each model alone gets right are known (``only_best``,
+    ``only_reference``): SE = sqrt(((b + c) / n - d²) / n). Otherwise the two are treated as
+    independent binomials, which overstates the error when they get the same examples right.
+    Within noise: the difference is under two standard errors. In percentage points."""
+    if best is None or reference is None or not n:
+        return None
+    d = best - reference
+    if paired is not None and paired.get("n") == n:
+        var = max((paired["only_best"] + paired["only_reference"]) / n - d * d, 0.0) / n
+    else:
+        paired = None
+        var = (best * (1 - best) + reference * (1 - reference)) / n
+    se = math.sqrt(var)
+    return {"points": 100 * d, "se_points": 100 * se, "examples": n, "example_points": 100 / n,
+            "paired": paired is not None, "within_noise": abs(d) < 2 * se or d == 0}
+
+
 def best_summary(study: optuna.Study, db_path: Path | None = None) -> dict[str, Any]:
     """What ``tuner best --json`` prints. ``weights`` is a local file that loads with
     ``torch.load(path, weights_only=True)`` (fetched into a cache from an object store), or
@@ -456,6 +481,12 @@ def best_summary(study: optuna.Study, db_path: Path | None = None) -> dict[str, 
     store = artifacts.for_study(study, db_path)
     found = artifacts.find_weights(best_frozen, store)
     ref_found = artifacts.find_weights(ref, store) if ref is not None else None
+    prov = study.user_attrs.get("provenance", {})
+    paired = study.user_attrs.get(PAIRED_ATTR, {})
+    if ref_view is None or paired.get("trials") != [best.number, ref_view.number]:
+        paired = {}
+    val_n = paired.get("validation", {}).get("n") or prov.get("val_examples")
+    test_n = paired.get("test", {}).get("n") or prov.get("test_examples")
     return {
         "study": study.study_name,
         "plugin": study.user_attrs.get("provenance", {}).get("plugin"),
@@ -473,6 +504,15 @@ def best_summary(study: optuna.Study, db_path: Path | None = None) -> dict[str, 
         "reference_weights": str(ref_found.path) if ref_found is not None and ref_found.ok else None,
         "counts": state_counts(study),
         "runs": runs(study),
+        "validation_examples": val_n,
+        "test_examples": test_n,
+        # best - reference in points, its standard error, and whether it is within noise
+        "difference": {
+            "validation": difference(best.value, ref_view.value if ref_view else None, val_n,
+                                     paired.get("validation")),
+            "test": difference(tests.get(best.number), tests.get(ref_view.number) if ref_view else None,
+                               test_n, paired.get("test")),
+        },
     }
 
 
