@@ -45,6 +45,18 @@ def run_tuner(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout:
     return proc
 
 
+def new_study(factory: pytest.TempPathFactory, folder: str, *args: str) -> Path:
+    """A folder in which ``tuner optimize *args`` has run (for a module-scoped fixture)."""
+    cwd = factory.mktemp(folder)
+    run_tuner(*args, cwd=cwd, check=True)
+    return cwd
+
+
+def lenet_digits_db(cwd: Path) -> Path:
+    """Where ``tuner optimize --plugin lenet-digits`` run in ``cwd`` keeps its study."""
+    return cwd / "studies" / "lenet-digits.db"
+
+
 def wait_for_trials(db: Path, study: str, ready, timeout: float = 180,
                     proc: subprocess.Popen | None = None) -> list:
     """Poll a study that a running ``tuner optimize`` (``proc``) writes until ``ready(trials)``
@@ -194,6 +206,14 @@ def _real_server(why: str | None, what: str) -> None:
         pytest.skip(why)
 
 
+def need_extra(module: str, extra: str) -> None:
+    """An optional extra's test: skipped here without it, failed on CI (which installs them all)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        _real_server(f"{module} is not installed (pip install 'tuner[{extra}]')", f"the tuner[{extra}] test")
+
+
 @pytest.fixture(scope="session")
 def pg_cluster():
     from servers import postgres_cluster, why_no_postgres
@@ -241,6 +261,7 @@ RELIABILITY_TESTS = {
     "test_out_of_memory_fails_the_trial_with_its_reason_and_the_study_goes_on",
     "test_processes_creating_one_new_study_file_at_once_all_open_it",
     "test_params_from_a_plain_object_and_bad_files_are_one_line",
+    "test_an_export_that_does_not_verify_writes_nothing", "test_trials_without_weights_and_wrong_targets_are_one_line",
     "test_a_trial_that_is_not_there_or_did_not_train_is_one_line",
     "test_a_queued_trial_is_taken_by_one_process_however_many_ask_at_once",
 }

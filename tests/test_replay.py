@@ -9,7 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import one_error_line, run_tuner
+from conftest import lenet_digits_db, new_study, one_error_line, run_tuner
 
 from tuner.contract import Fixed
 from tuner.registry import registry
@@ -21,13 +21,10 @@ STUDY_ARGS = ("optimize", "--plugin", "lenet-digits", "--trials", "5", "--epochs
 
 @pytest.fixture(scope="module")
 def study_dir(tmp_path_factory) -> Path:
-    cwd = tmp_path_factory.mktemp("replay")
-    run_tuner(*STUDY_ARGS, cwd=cwd, check=True)
-    return cwd
+    return new_study(tmp_path_factory, "replay", *STUDY_ARGS)
 
 
-def db_of(cwd: Path) -> Path:
-    return cwd / "studies" / "lenet-digits.db"
+db_of = lenet_digits_db
 
 
 def trials_of(db: Path, name: str = "lenet-digits") -> list[optuna.trial.FrozenTrial]:

@@ -281,7 +281,8 @@ class StudyArtifacts:
     def load_state(self, trial: FrozenTrial) -> dict[str, torch.Tensor]:
         weights = self.find(trial)
         if weights is None:
-            raise WeightsError(f"trial {trial.number} kept no weights")
+            raise WeightsError(f"trial {trial.number} kept no weights (a study keeps the reference's and its best "
+                               f"{self.keep}, see --keep); train its settings again with `tuner optimize --params`")
         if not weights.ok:
             raise WeightsError(f"weights of trial {trial.number} {weights.describe()}")
         return load_state(weights)

@@ -343,6 +343,39 @@ def reproduce(db: str, number: int, study: str | None, tolerance: float, device:
         sys.exit(1)
 
 
+@app.command("export")
+@click.argument("db")
+@click.option("--trial", "number", type=int, help="The trial to export (default: the best).")
+@click.option("--study", help="Which study, when the database holds several.")
+@click.option("--format", "fmt", type=click.Choice(["torchscript", "onnx"]), required=True,
+              help="torchscript: DIR/model.pt (torch.jit.load); onnx: DIR/model.onnx (needs tuner[onnx]).")
+@click.option("-o", "--output", "output", required=True, metavar="DIR", help="Folder to write into (created).")
+@click.option("--force", is_flag=True, help="Replace a model already exported into DIR.")
+@click.option("--data-dir", help="Dataset folder (default: $TUNER_DATA_DIR, else ~/.cache/tuner/data).")
+def export_command(db: str, number: int | None, study: str | None, fmt: str, output: str, force: bool,
+                   data_dir: str | None) -> None:
+    """Write a trial's model as TorchScript or ONNX, with model.json; verified on the test set first."""
+    from pathlib import Path
+
+    from tuner.console import pct
+    from tuner.data import default_data_dir
+    from tuner.export import export
+
+    opened, location = _open(db, study)
+    done = export(opened, location.db_path, number, fmt, Path(output), default_data_dir(data_dir), force=force)
+    card, check = done.card, done.card["verification"]
+    out.print(f"exported trial {card['trial']} of {card['study']} as {fmt}: {done.model_file}, "
+              f"{done.folder / 'model.json'}", soft_wrap=True)
+    stored = f" (stored {pct(check['test_accuracy_stored'])})" if check["test_accuracy_stored"] is not None else ""
+    if check["compared"]:
+        out.print(f"verified on {check['test_examples']:,} test examples: largest logit difference "
+                  f"{check['max_abs_diff']:.2g}, test accuracy {pct(check['test_accuracy_exported'])}{stored}")
+    else:
+        out.print("[yellow]not compared:[/yellow] onnxruntime is not installed, so only the ONNX file's structure "
+                  "was checked (pip install 'tuner[onnx]'); PyTorch test accuracy "
+                  f"{pct(check['test_accuracy_pytorch'])}{stored}", soft_wrap=True)
+
+
 # ---------------------------------------------------------------------------------------------
 def _setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
