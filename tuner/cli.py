@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tuner import __version__
-from tuner.errors import TunerError, quiet_libraries
+from tuner.errors import TunerError, UsageError, quiet_libraries
 
 # Off a terminal (logs, CI, pipes) tables get room instead of an 80-column squeeze.
 out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
@@ -224,7 +224,7 @@ def _open(db: str, study: str | None):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def best(db: str, study: str | None, as_json: bool) -> None:
     """What won: value, hyperparameters, per-epoch curve, test accuracy, weights, reference."""
-    from tuner.console import comparison_panel, counts_line, fmt, pct, runs_line, sparkline
+    from tuner.console import comparison_panel, counts_line, fmt, importance_bars, pct, runs_line, sparkline
     from tuner.space import applies
     from tuner.study import best_summary
 
@@ -241,6 +241,10 @@ def best(db: str, study: str | None, as_json: bool) -> None:
         if applies(key, summary["params"]):  # no StepLR settings under ReduceLROnPlateau, say
             params.add_row(key, fmt(value))
     out.print(params)
+    if summary["importance"]:
+        out.print(importance_bars(summary["importance"]))
+    for hint in summary["hints"]:
+        out.print(f"[yellow]hint:[/yellow] {hint}", soft_wrap=True)
     curve = Table(title="Per epoch", title_justify="left")
     for column in ("epoch", "train loss", "val loss", "val acc", "lr"):
         curve.add_column(column, justify="right")
@@ -341,6 +345,26 @@ def reproduce(db: str, number: int, study: str | None, tolerance: float, device:
         out.print(environment_line(result.environment), soft_wrap=True)
     if not within:
         sys.exit(1)
+
+
+@app.command()
+@click.argument("db")
+@click.option("--study", help="Which study, when the database holds several.")
+@click.option("-o", "--output", "output", metavar="FILE.html", help="Where to write it (default: STUDY-report.html).")
+def report(db: str, study: str | None, output: str | None) -> None:
+    """One HTML file that opens offline: history, per-epoch curves, importance, parallel
+    coordinates, slices, lr x batch size, and a timeline per worker."""
+    from pathlib import Path
+
+    from tuner.report import write_report
+
+    opened, location = _open(db, study)
+    path = Path(output or f"{opened.study_name}-report.html")
+    if path.is_dir():
+        raise UsageError(f"-o {path} is a folder; give a file name such as {path / 'report.html'}")
+    done = write_report(opened, location.db_path, location.shown, path)
+    out.print(f"wrote {done['path']}: {len(done['plots'])} plots ({', '.join(done['plots'])}); it opens offline",
+              soft_wrap=True)
 
 
 @app.command("export")

@@ -233,3 +233,17 @@ def environment_line(env: dict[str, Any]) -> str:
                 f"{now['device']}, {now['threads']} threads)")
     changes = ", ".join(f"{k} {env['stored'][k]} -> {now[k]}" for k in env["differs"])
     return f"environment differs: {changes}"
+
+
+def importance_bars(result: dict[str, Any], top: int = 6, width: int = 30) -> Table:
+    """The hyperparameters that mattered most, as bars (shares of the explained variance)."""
+    table = Table(title=f"What mattered ({result['evaluator']} importance over {result['trials']} complete trials)",
+                  title_justify="left", show_header=False, box=None, padding=(0, 1))
+    table.add_column()
+    table.add_column()
+    table.add_column(justify="right")
+    values = list(result["values"].items())[:top]
+    largest = max((v for _, v in values), default=0) or 1
+    for name, share in values:
+        table.add_row(name, "█" * max(1, round(width * share / largest)) if share > 0 else "", f"{share:.0%}")
+    return table

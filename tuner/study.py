@@ -25,7 +25,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner import artifacts
+from tuner import artifacts, insight
 from tuner.errors import StudyError, UsageError
 from tuner.objective import REFERENCE_ATTR
 from tuner.proc import PROCESS_ATTR, known_dead
@@ -504,6 +504,8 @@ def best_summary(study: optuna.Study, db_path: Path | None = None) -> dict[str, 
         "reference_weights": str(ref_found.path) if ref_found is not None and ref_found.ok else None,
         "counts": state_counts(study),
         "runs": runs(study),
+        "importance": insight.importance(study),
+        "hints": [h["text"] for h in insight.edge_hints(best_frozen)],
         "validation_examples": val_n,
         "test_examples": test_n,
         # best - reference in points, its standard error, and whether it is within noise
