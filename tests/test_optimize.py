@@ -162,6 +162,19 @@ def test_best_and_trials_print_for_people(study_dir):
     assert len(rows) == 1 and "│ pruned" in rows[0] and "below the pruner" in rows[0]
 
 
+def test_tables_fit_80_columns_by_hiding_columns_not_wrapping_cells(study_dir):
+    db = str(study_dir / "studies" / "lenet-digits.db")
+    for args in (("trials", db), ("best", db), ("trials", db, "--state", "pruned", "--state", "failed")):
+        text = run_tuner(*args, cwd=study_dir, env={"COLUMNS": "80"}, check=True).stdout
+        assert max(len(line) for line in text.splitlines()) <= 80, text
+    narrow = run_tuner("trials", db, cwd=study_dir, env={"COLUMNS": "80"}).stdout
+    assert "hidden to fit: time" in narrow and "│ 0 │ complete" in narrow  # rows stay one line each
+    wide = run_tuner("trials", db, cwd=study_dir, env={"COLUMNS": "200"}).stdout
+    assert "hidden to fit" not in wide and "weight_decay" in wide and "time" in wide
+    failed = run_tuner("trials", db, "--state", "failed", "--json", cwd=study_dir, check=True).stdout
+    assert all(t["state"] == "FAIL" for t in json.loads(failed)["trials"])
+
+
 def test_trials_json_agrees_with_the_database(study_dir):
     db = study_dir / "studies" / "lenet-digits.db"
     listing = json.loads(run_tuner("trials", str(db), "--json", cwd=study_dir, check=True).stdout)
@@ -261,10 +274,24 @@ def test_real_mnist_with_a_small_training_cap(mnist_dir, tmp_path):
     proc = run_tuner("optimize", "--plugin", "mlp-mnist", "--trials", "2", "--epochs", "1",
                      "--max-train", "2000", "--data-dir", str(mnist_dir), "--quiet", cwd=tmp_path,
                      check=True)
-    assert "2,000 train / 6,000 validation" in proc.stdout
+    assert "2,000 train / 222 validation" in proc.stdout  # the split's 9:1 kept
     summary = json.loads(run_tuner("best", "studies/mlp-mnist.db", "--json", cwd=tmp_path,
                                    check=True).stdout)
     assert summary["value"] > 0.8 and summary["test_accuracy"] > 0.8
+    assert summary["validation_examples"] == 222 and summary["test_examples"] == 10_000
+
+
+def test_a_study_capped_before_the_validation_cap_keeps_its_validation_set(tmp_path):
+    """Resuming must score on the same examples: a study stored without max_val keeps all of them."""
+    run_tuner("optimize", "--plugin", "lenet-digits", "--trials", "1", "--epochs", "1", "--max-train", "300",
+              "--quiet", cwd=tmp_path, check=True)
+    study = optuna.load_study(study_name="lenet-digits", storage=f"sqlite:///{tmp_path / 'studies/lenet-digits.db'}")
+    assert study.user_attrs["provenance"]["max_val"] == 33
+    old = dict(study.user_attrs["provenance"])
+    del old["max_val"]
+    study.set_user_attr("provenance", old)
+    proc = run_tuner("optimize", "--plugin", "lenet-digits", "--trials", "1", "--quiet", cwd=tmp_path, check=True)
+    assert "300 train / 144 validation" in proc.stdout  # all of them, as before
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 
@@ -19,8 +20,10 @@ from rich.table import Table
 from tuner import __version__
 from tuner.errors import TunerError, UsageError, quiet_libraries
 
-# Off a terminal (logs, CI, pipes) tables get room instead of an 80-column squeeze.
-out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+# Off a terminal (logs, CI, pipes) tables get room instead of an 80-column squeeze; COLUMNS
+# (the shell's, or set by hand) wins either way. Tables drop columns to fit, never wrap a cell.
+out = Console(highlight=False, soft_wrap=False,
+              width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 err = Console(stderr=True, highlight=False)
 
 
@@ -100,7 +103,9 @@ def plugins(check: str | None, data_dir: str | None, as_json: bool) -> None:
 @click.option("--seed", type=int, help="Seed of sampler, split and weights (default 0; a study keeps its own).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--data-dir", help="Dataset folder (default: $TUNER_DATA_DIR, else ~/.cache/tuner/data).")
-@click.option("--max-train", type=int, help="Cap on training examples, for quick runs (a study keeps it).")
+@click.option("--max-train", type=int,
+              help="Cap on training examples, for quick runs; the validation part is cut to the same "
+                   "proportion (N/9 at the default 10%). A study keeps it.")
 @click.option("--sampler", type=click.Choice(["tpe", "random", "cmaes", "qmc"]), default="tpe", show_default=True)
 @click.option("--pruner", type=click.Choice(["median", "hyperband", "sha", "none"]), default="median",
               show_default=True)
@@ -197,8 +202,8 @@ def _print_summary(study, location, top: int = 10) -> None:
     views = [view(t) for t in study.get_trials(deepcopy=False)]
     ranked = sorted(views, key=lambda v: (v.value is None, -(v.value or 0), v.number))[:top]
     space = study.user_attrs.get("provenance", {}).get("search_space", {})
-    out.print(trials_table(ranked, f"Top {len(ranked)} of {len(views)} trials",
-                           extra_keys(space)))
+    out.print(trials_table(ranked, f"Top {len(ranked)} of {len(views)} trials", extra_keys(space),
+                           width=out.width))
     try:
         summary = best_summary(study, location.db_path)
     except StudyError as e:
@@ -244,7 +249,7 @@ def best(db: str, study: str | None, as_json: bool) -> None:
     if summary["importance"]:
         out.print(importance_bars(summary["importance"]))
     for hint in summary["hints"]:
-        out.print(f"[yellow]hint:[/yellow] {hint}", soft_wrap=True)
+        out.print(f"[yellow]hint:[/yellow] {hint}")
     curve = Table(title="Per epoch", title_justify="left")
     for column in ("epoch", "train loss", "val loss", "val acc", "lr"):
         curve.add_column(column, justify="right")
@@ -271,7 +276,8 @@ def _print_weights_problem(summary) -> None:
 @app.command("trials")
 @click.argument("db")
 @click.option("--study", help="Which study, when the database holds several.")
-@click.option("--state", multiple=True, type=click.Choice(["complete", "pruned", "fail", "running"]),
+@click.option("--state", multiple=True,
+              type=click.Choice(["complete", "completed", "pruned", "fail", "failed", "running"]),
               help="Only trials in this state (repeatable).")
 @click.option("--sort", type=click.Choice(["number", "value", "duration"]), default="number",
               show_default=True, help="Order: trial number, value (best first) or duration (longest first).")
@@ -287,7 +293,7 @@ def trials_command(db: str, study: str | None, state: tuple[str, ...], sort: str
     opened, _ = _open(db, study)
     views = [view(t) for t in opened.get_trials(deepcopy=False)]
     if state:
-        wanted = {s.upper() for s in state}
+        wanted = {{"completed": "COMPLETE", "failed": "FAIL"}.get(s, s.upper()) for s in state}
         views = [v for v in views if v.state in wanted]
     if sort == "value":
         views.sort(key=lambda v: (v.value is None, -(v.value or 0)))
@@ -301,7 +307,7 @@ def trials_command(db: str, study: str | None, state: tuple[str, ...], sort: str
         print(json.dumps({"study": opened.study_name, "counts": state_counts(opened), "trials": rows}, indent=2))
         return
     space = opened.user_attrs.get("provenance", {}).get("search_space", {})
-    out.print(trials_table(views, f"Trials of {opened.study_name}", extra_keys(space)))
+    out.print(trials_table(views, f"Trials of {opened.study_name}", extra_keys(space), width=out.width))
     out.print(counts_line(state_counts(opened)))
 
 

@@ -133,19 +133,50 @@ def trial_line(trial: FrozenTrial) -> str:
     return f"{head} epochs={epochs}{duration} {params}{tail}"
 
 
-def trials_table(views: list[TrialView], title: str, extra_keys: tuple[str, ...] = ()) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("#", "state", "value", *KEY_PARAMS, *extra_keys, "epochs", "time", "note"):
-        table.add_column(column, justify="right" if column in ("#", "value", "epochs", "time") else "left")
+#: Columns of the trials table in the order they are given up when the terminal is too narrow;
+#: after them the note (why a trial was pruned or failed) folds onto more lines instead.
+DROP_ORDER = ("time", "dropout", "weight_decay", "epochs", "optimizer", "batch_size")
+
+
+def trials_table(views: list[TrialView], title: str, extra_keys: tuple[str, ...] = (),
+                 width: int | None = None) -> Table:
+    """One row per trial. With ``width``, columns are dropped (plugin extras first, then
+    :data:`DROP_ORDER`) until the table fits without wrapping a cell but the note; the caption
+    names them."""
+    columns = ["#", "state", "value", *KEY_PARAMS, *extra_keys, "epochs", "time", "note"]
+    dropped: list[str] = []
+    order = [*reversed(extra_keys), *DROP_ORDER]
+    while True:
+        table = _trials_table(views, title, [c for c in columns if c not in dropped], dropped)
+        if width is None or not order or _fits(table, width):
+            return table
+        dropped.append(order.pop(0))
+
+
+def _fits(table: Table, width: int) -> bool:
+    """Whether ``table`` fits ``width`` with its note folded to 24 columns at most."""
+    from rich.measure import Measurement
+
+    console = Console(width=10_000)
+    natural = Measurement.get(console, console.options, table).maximum
+    note = table.columns[-1]
+    longest = max((len(str(cell)) for cell in note.cells), default=0)
+    return natural - max(0, longest - 24) <= width
+
+
+def _trials_table(views: list[TrialView], title: str, columns: list[str], dropped: list[str]) -> Table:
+    caption = f"hidden to fit: {', '.join(dropped)}" if dropped else None
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("#", "value", "epochs", "time") else "left",
+                         no_wrap=column != "note")
     for v in views:
         note = "reference" if v.reference else ""
         if v.reason:
             note = f"{note}; {v.reason}" if note else v.reason
-        table.add_row(
-            str(v.number), v.state.lower(), pct(v.value),
-            *(fmt(v.hparams.get(k)) for k in (*KEY_PARAMS, *extra_keys)),
-            str(v.epochs_run), "—" if v.duration_s is None else f"{v.duration_s:.1f}s", note,
-        )
+        cells = {"#": str(v.number), "state": v.state.lower(), "value": pct(v.value), "epochs": str(v.epochs_run),
+                 "time": "—" if v.duration_s is None else f"{v.duration_s:.1f}s", "note": note}
+        table.add_row(*(cells[c] if c in cells else fmt(v.hparams.get(c)) for c in columns))
     return table
 
 

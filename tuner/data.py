@@ -143,6 +143,7 @@ def prepare(
     val_fraction: float = DEFAULT_VAL_FRACTION,
     split_seed: int = 0,
     max_train: int | None = None,
+    max_val: int | None = None,
 ) -> PreparedData:
     """Split, normalise and move to ``device``, once.
 
@@ -155,6 +156,7 @@ def prepare(
         split_seed: Seed of the train/validation permutation; a study keeps it fixed so
             that every trial, resumed or not, is scored on the same examples.
         max_train: Cap on training examples (after the validation part is carved out).
+        max_val: Cap on validation examples (``--max-train`` keeps the split's proportion).
     """
     if not 0 < val_fraction < 1:
         raise UsageError(f"validation fraction must be in (0, 1), got {val_fraction}")
@@ -168,6 +170,8 @@ def prepare(
     val_idx, train_idx = order[:n_val], order[n_val:]
     if max_train is not None:
         train_idx = train_idx[:max_train]
+    if max_val is not None:
+        val_idx = val_idx[:max_val]
     images = normalize(splits.train_images, dataset)
     input_size = arch.input_size if arch.input_size != dataset.image_size else None
     return PreparedData(

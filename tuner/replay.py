@@ -61,6 +61,7 @@ def recipe_of(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     return {
         "plugin": prov["plugin"], "architecture": prov.get("architecture", {}), "dataset": prov.get("dataset", {}),
         "seed": seed, "val_fraction": prov.get("val_fraction", 0.1), "max_train": prov.get("max_train"),
+        "max_val": prov.get("max_val"),
         "epochs": prov.get("epochs", 10), "device": prov.get("device", "cpu"), "compile": False,
         "tuner_version": prov.get("tuner_version"), "torch_version": prov.get("torch_version"),
         "trial_seed": trial_seed(seed, trial.number), "threads": None,

@@ -305,6 +305,9 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
         "seed": _stored_or(options.seed, stored, "seed", 0),
         "val_fraction": _stored_or(None, stored, "val_fraction", options.val_fraction),
     }
+    # --max-train caps the validation part to the split's proportion too (3,000 train: 333
+    # validation, not 6,000). Studies made before the cap keep their validation set.
+    settings["max_val"] = stored.get("max_val") if stored else validation_cap(settings)
     space_desc = describe(space)
     space_changed = bool(stored) and stored.get("search_space", space_desc) != space_desc
     if space_changed and not overrides:
@@ -383,13 +386,21 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
     return PreparedStudy(pair, study, location, objective, data, device, created, settings, options, artifacts)
 
 
+def validation_cap(settings: dict[str, Any]) -> int | None:
+    """Validation examples that keep the split's proportion to ``max_train`` training ones."""
+    if settings["max_train"] is None:
+        return None
+    fraction = settings["val_fraction"]
+    return max(1, round(settings["max_train"] * fraction / (1 - fraction)))
+
+
 def load_data(pair: Pair, data_dir: Path, device: torch.device, settings: dict[str, Any]) -> PreparedData:
     """The study's data: its split seed, validation fraction and training cap (``settings``
     holds ``seed``, ``val_fraction`` and ``max_train``, as the provenance and a recipe do)."""
     splits = load_splits(pair.dataset_name, pair.dataset, data_dir, pair.dataset_dist)
     return prepare(
         splits, pair.dataset, pair.arch, device=device, val_fraction=settings["val_fraction"],
-        split_seed=settings["seed"], max_train=settings["max_train"],
+        split_seed=settings["seed"], max_train=settings["max_train"], max_val=settings.get("max_val"),
     )
 
 
@@ -400,7 +411,7 @@ def run_recipe(pair: Pair, settings: dict[str, Any], device: torch.device, compi
         "architecture": {"name": pair.arch_name, "distribution": pair.arch_dist, "version": pair.arch_version},
         "dataset": {"name": pair.dataset_name, "distribution": pair.dataset_dist, "version": pair.dataset_version},
         "seed": settings["seed"], "val_fraction": settings["val_fraction"], "max_train": settings["max_train"],
-        "epochs": settings["epochs"], "device": str(device), "compile": compile,
+        "max_val": settings.get("max_val"), "epochs": settings["epochs"], "device": str(device), "compile": compile,
         "tuner_version": __version__, "torch_version": torch.__version__,
     }
 

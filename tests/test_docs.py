@@ -1,0 +1,103 @@
+"""The commands docs/usage.md and the README show run as written, so the docs cannot drift.
+
+Each ``$ tuner ...`` line of usage.md's console blocks runs in order in one folder (a shell
+runs it, so ``| head`` and ``> best.json`` work), then the README's "Then" block. A command
+whose shown output is an ``error:`` line must fail with exactly that line. Two kinds of command
+get a budget appended, said here rather than hidden: an ``optimize`` on full MNIST (hours on a
+CPU) runs ``--trials 1 --epochs 1 --max-train 300``; and lines that need what this machine has
+not (``--device cuda`` without a GPU, a placeholder server ``user:pw@host``) are skipped by name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT
+
+BUDGET = ["--trials", "1", "--epochs", "1", "--max-train", "300"]
+TOML_FILE = re.compile(r"(\S+\.toml)")
+
+
+def console_commands(doc: Path) -> list[tuple[str, list[str], str | None]]:
+    """``(command, expected output lines, toml text written before it)`` in the doc's order."""
+    found: list[tuple[str, list[str], str | None]] = []
+    toml = None
+    for kind, body in re.findall(r"```(\w*)\n(.*?)```", doc.read_text(), flags=re.S):
+        if kind == "toml":
+            toml = body
+        if kind != "console":
+            continue
+        for line in body.splitlines():
+            if line.startswith("$ "):
+                found.append((line[2:], [], toml))
+            elif found:
+                found[-1][1].append(line)
+    return found
+
+
+def readme_then_commands() -> list[str]:
+    block = re.search(r"## Then\n\n```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S).group(1)
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("tuner ")]
+
+
+def why_not_here(command: str) -> str | None:
+    if "--device cuda" in command and not torch.cuda.is_available():
+        return "needs a CUDA GPU"
+    if "user:pw@host" in command:
+        return "names a placeholder server"
+    return None
+
+
+def budgeted(command: str) -> str:
+    if " optimize " in f" {command} " and "-mnist" in command:
+        return f"{command} {' '.join(BUDGET)}"
+    return command
+
+
+@pytest.fixture
+def folder(tmp_path: Path, mnist_dir: Path) -> tuple[Path, dict[str, str]]:
+    """A user's folder: HOME there, MNIST in ~/data and in the default data folder."""
+    (tmp_path / "data").symlink_to(mnist_dir)
+    cache = tmp_path / ".cache" / "tuner"
+    cache.mkdir(parents=True)
+    (cache / "data").symlink_to(mnist_dir)
+    env = {k: v for k, v in os.environ.items() if k not in ("TUNER_DATA_DIR", "COLUMNS")}
+    env.update(HOME=str(tmp_path), TUNER_OFFLINE="1", XDG_CACHE_HOME=str(tmp_path / ".cache"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    return tmp_path, env
+
+
+def run(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_every_command_in_usage_and_the_readme_runs_as_written(folder):
+    cwd, env = folder
+    ran, skipped = [], []
+    steps = [(c, out, toml) for c, out, toml in console_commands(ROOT / "docs" / "usage.md")]
+    steps += [(c, [], None) for c in readme_then_commands()]
+    for command, shown, toml in steps:
+        if why := why_not_here(command):
+            skipped.append((command, why))
+            continue
+        if toml is not None and (m := TOML_FILE.search(command)):
+            (cwd / m.group(1)).write_text(toml)
+        proc = run(budgeted(command), cwd, env)
+        errors = [line for line in shown if line.startswith("error: ")]
+        if errors:
+            assert proc.returncode == 2, f"{command}: should fail\n{proc.stdout}"
+            assert proc.stderr.strip() == errors[0], f"{command}: the doc shows another error"
+        else:
+            assert proc.returncode == 0, f"`{command}` failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr}"
+            assert "Traceback" not in proc.stderr, proc.stderr
+        ran.append(command)
+    assert len(ran) >= 20, ran
+    assert all(why in ("needs a CUDA GPU", "names a placeholder server") for _, why in skipped)
+    assert (cwd / "lenet-onnx" / "model.onnx").exists() and (cwd / "report.html").exists()
