@@ -129,12 +129,15 @@ def plugins(check: str | None, data_dir: str | None, as_json: bool) -> None:
               help="Where the study keeps trial weights (default: beside the .db file, studies/x.db -> "
                    "studies/x.artifacts/). Stored in the study: later runs and `best` find it.")
 @click.option("--keep", type=int, help="Keep the weights of the K best trials, not only the best (a study keeps it).")
+@click.option("--mlflow", metavar="URI", help="Log each trial to MLflow as one run: hyperparameters, per-epoch "
+              "metrics, state (sqlite:///mlflow.db, http://host:5000; needs tuner[mlflow]).")
 @click.option("--quiet", "-q", is_flag=True, help="One line per trial, no live display.")
 def optimize(plugin: str, trials: int | None, study: str | None, db: str | None, storage: str | None,
              timeout: float | None, epochs: int | None, seed: int | None, device: str,
              data_dir: str | None, max_train: int | None, sampler: str, pruner: str,
              pruner_startup: int, pruner_warmup: int, space: tuple[str, ...], jobs: int, compile_: bool,
-             params: str | None, artifacts: str | None, keep: int | None, quiet: bool) -> None:
+             params: str | None, artifacts: str | None, keep: int | None, mlflow: str | None,
+             quiet: bool) -> None:
     """Run (or resume) a study: the reference settings first, then sampled ones."""
     if trials is None:
         trials = 1 if params else 20
@@ -152,6 +155,11 @@ def optimize(plugin: str, trials: int | None, study: str | None, db: str | None,
         artifacts=artifacts, keep=keep, params=params,
     )
     progress = StudyProgress(out, trials, live=out.is_terminal, quiet=quiet)
+    callbacks: list = [progress]
+    if mlflow:  # before the study is touched: a store MLflow refuses leaves nothing behind
+        from tuner.tracking import MlflowLogger
+
+        callbacks.append(MlflowLogger(mlflow, study or plugin, {"tuner.plugin": plugin}))
     prepared = prepare_study(options, listener=progress)
     s = prepared.settings
     stored = len(prepared.study.get_trials(deepcopy=False))
@@ -165,7 +173,7 @@ def optimize(plugin: str, trials: int | None, study: str | None, db: str | None,
     interrupted, terminated = False, None
     with progress:
         try:
-            run_study(prepared, trials, timeout, callbacks=[progress], jobs=jobs)
+            run_study(prepared, trials, timeout, callbacks=callbacks, jobs=jobs)
         except KeyboardInterrupt as e:
             interrupted, terminated = True, e if isinstance(e, Terminated) else None
     if interrupted:
@@ -217,10 +225,9 @@ def _print_summary(study, location, top: int = 10) -> None:
 
 # ---------------------------------------------------------------------------------------------
 def _open(db: str, study: str | None):
-    from tuner.study import load_existing, locate
+    from tuner.study import open_study
 
-    location = locate(study or "", storage=db) if "://" in db else locate(study or "", db=db)
-    return load_existing(location, study), location
+    return open_study(db, study)
 
 
 @app.command()
@@ -277,7 +284,7 @@ def _print_weights_problem(summary) -> None:
 @click.argument("db")
 @click.option("--study", help="Which study, when the database holds several.")
 @click.option("--state", multiple=True,
-              type=click.Choice(["complete", "completed", "pruned", "fail", "failed", "running"]),
+              type=click.Choice(["complete", "completed", "pruned", "fail", "failed", "running"]),  # STATE_NAMES
               help="Only trials in this state (repeatable).")
 @click.option("--sort", type=click.Choice(["number", "value", "duration"]), default="number",
               show_default=True, help="Order: trial number, value (best first) or duration (longest first).")
@@ -288,23 +295,12 @@ def trials_command(db: str, study: str | None, state: tuple[str, ...], sort: str
                    as_json: bool) -> None:
     """Every trial: state, value, hyperparameters, epochs, time, and why it was pruned or failed."""
     from tuner.console import counts_line, extra_keys, trials_table
-    from tuner.study import state_counts, view
+    from tuner.study import STATE_NAMES, select_trials, state_counts, trials_json
 
     opened, _ = _open(db, study)
-    views = [view(t) for t in opened.get_trials(deepcopy=False)]
-    if state:
-        wanted = {{"completed": "COMPLETE", "failed": "FAIL"}.get(s, s.upper()) for s in state}
-        views = [v for v in views if v.state in wanted]
-    if sort == "value":
-        views.sort(key=lambda v: (v.value is None, -(v.value or 0)))
-    elif sort == "duration":
-        views.sort(key=lambda v: -(v.duration_s or 0))
-    if limit:
-        views = views[:limit]
+    views = select_trials(opened, {STATE_NAMES[s] for s in state}, sort, limit)
     if as_json:
-        rows = [{"number": v.number, "state": v.state, "value": v.value, "params": v.hparams, "epochs": v.history,
-                 "duration_s": v.duration_s, "reason": v.reason, "reference": v.reference} for v in views]
-        print(json.dumps({"study": opened.study_name, "counts": state_counts(opened), "trials": rows}, indent=2))
+        print(json.dumps(trials_json(opened, views), indent=2))
         return
     space = opened.user_attrs.get("provenance", {}).get("search_space", {})
     out.print(trials_table(views, f"Trials of {opened.study_name}", extra_keys(space), width=out.width))
@@ -371,6 +367,23 @@ def report(db: str, study: str | None, output: str | None) -> None:
     done = write_report(opened, location.db_path, location.shown, path)
     out.print(f"wrote {done['path']}: {len(done['plots'])} plots ({', '.join(done['plots'])}); it opens offline",
               soft_wrap=True)
+
+
+@app.command()
+@click.argument("db")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+def dashboard(db: str, port: int) -> None:
+    """optuna-dashboard on the study, on 127.0.0.1 only, with the hyperparameters' own names
+    (needs tuner[dashboard]). Ctrl-C stops it."""
+    from tuner.dashboard import HOST, serve
+    from tuner.study import load_existing, locate, storage_for, study_names
+
+    location = locate("", storage=db) if "://" in db else locate("", db=db)
+    storage = storage_for(location, create=False)
+    for name in study_names(storage) or [None]:
+        load_existing(location, name)  # the checks `best` makes, on every study in the file
+    out.print(f"optuna-dashboard on http://{HOST}:{port}/ for {location.shown} (Ctrl-C stops it)", soft_wrap=True)
+    serve(storage, port)
 
 
 @app.command("export")

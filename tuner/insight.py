@@ -4,6 +4,7 @@ the edge of their range (so the range, not the model, may be what stopped the se
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import optuna
@@ -47,7 +48,9 @@ def importance(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> 
     if len(used) < 2 or not params:
         return None
     try:
-        values = optuna.importance.get_param_importances(study, evaluator=evaluator, params=params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PED-ANOVA warns of sparse regimes; the title says which evaluator
+            values = optuna.importance.get_param_importances(study, evaluator=evaluator, params=params)
     except (ValueError, RuntimeError):  # every trial had the same params, or none varied
         return None
     if not values:

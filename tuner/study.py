@@ -518,6 +518,38 @@ def best_summary(study: optuna.Study, db_path: Path | None = None) -> dict[str, 
     }
 
 
+def select_trials(study: optuna.Study, states: set[str] | frozenset[str] = frozenset(), sort: str = "number",
+                  limit: int | None = None) -> list[TrialView]:
+    """The trials in ``states`` (all when empty), ordered by ``number``, ``value`` (best first) or
+    ``duration`` (longest first), at most ``limit``."""
+    views = [view(t) for t in study.get_trials(deepcopy=False)]
+    if states:
+        views = [v for v in views if v.state in states]
+    if sort == "value":
+        views.sort(key=lambda v: (v.value is None, -(v.value or 0)))
+    elif sort == "duration":
+        views.sort(key=lambda v: -(v.duration_s or 0))
+    return views[:limit]
+
+
+def trials_json(study: optuna.Study, views: list[TrialView]) -> dict[str, Any]:
+    """What ``tuner trials --json`` prints."""
+    rows = [{"number": v.number, "state": v.state, "value": v.value, "params": v.hparams, "epochs": v.history,
+             "duration_s": v.duration_s, "reason": v.reason, "reference": v.reference} for v in views]
+    return {"study": study.study_name, "counts": state_counts(study), "trials": rows}
+
+
+def open_study(db: str, study_name: str | None) -> tuple[optuna.Study, Location]:
+    """The study a command names: ``db`` is a file path or a database URL."""
+    location = locate(study_name or "", storage=db) if "://" in db else locate(study_name or "", db=db)
+    return load_existing(location, study_name), location
+
+
+#: ``--state`` names, as a person types them, and the trial states they mean.
+STATE_NAMES = {"complete": "COMPLETE", "completed": "COMPLETE", "pruned": "PRUNED", "fail": "FAIL",
+               "failed": "FAIL", "running": "RUNNING"}
+
+
 def state_counts(study: optuna.Study) -> dict[str, int]:
     counts = {s: 0 for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
     for t in study.get_trials(deepcopy=False):

@@ -1,0 +1,38 @@
+"""The Python API: the example docs/python-api.md shows runs as written and agrees with the CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import pytest
+from conftest import ROOT, run_tuner
+
+import tuner
+from tuner.errors import StudyError, UsageError
+
+
+def test_the_documented_example_runs_and_returns_what_the_cli_prints(tmp_path, monkeypatch, capsys, caplog):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TUNER_OFFLINE", "1")
+    example = re.search(r"```python\n(.*?)```", (ROOT / "docs" / "python-api.md").read_text(), re.S).group(1)
+    with caplog.at_level(logging.INFO):
+        exec(compile(example, "docs/python-api.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "vs reference" in printed and "points" in printed
+    assert not [r for r in caplog.records if r.name.startswith("optuna")], "Optuna's INFO lines must stay quiet"
+    cli = json.loads(run_tuner("best", "studies/api.db", "--json", cwd=tmp_path, check=True).stdout)
+    assert tuner.best("studies/api.db") == cli
+    listed = json.loads(run_tuner("trials", "studies/api.db", "--json", "--state", "pruned", "--sort", "value",
+                                  cwd=tmp_path, check=True).stdout)
+    assert tuner.trials("studies/api.db", state=["pruned"], sort="value") == listed
+
+
+def test_mistakes_raise_the_clis_one_line(tmp_path):
+    with pytest.raises(StudyError, match="does not exist"):
+        tuner.best(str(tmp_path / "missing.db"))
+    with pytest.raises(UsageError, match="state 'done'"):
+        tuner.trials(str(tmp_path / "missing.db"), state=["done"])
+    with pytest.raises(UsageError, match="--epochs must be at least 1"):
+        tuner.optimize("lenet-digits", epochs=0, db=str(tmp_path / "x.db"))
