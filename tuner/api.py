@@ -34,6 +34,7 @@ def optimize(plugin: str, trials: int | None = None, *, study: str | None = None
     """Run (or resume) a study, as ``tuner optimize`` does; returns what ``tuner best --json``
     prints. ``trials`` defaults to 20 (1 with ``params``). A KeyboardInterrupt stores the running
     trial as interrupted and propagates."""
+    from tuner.insight import remember
     from tuner.run import OptimizeOptions, measure_test_accuracy, prepare_study, run_study
     from tuner.study import best_summary
 
@@ -49,6 +50,7 @@ def optimize(plugin: str, trials: int | None = None, *, study: str | None = None
     prepared = prepare_study(options)
     run_study(prepared, trials, timeout, jobs=jobs)
     measure_test_accuracy(prepared)
+    remember(prepared.study)
     return best_summary(prepared.study, prepared.location.db_path)
 
 

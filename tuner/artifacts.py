@@ -28,16 +28,18 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import optuna
-import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.errors import StudyError, UsageError
-from tuner.objective import REFERENCE_ATTR
+from tuner.marks import REFERENCE_ATTR
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHTS_ATTR = "weights"  # trial user attr: the record above (or a path: the layout before the store)
 STORE_ATTR = "artifacts"  # study user attr: where the store is
@@ -233,6 +235,8 @@ class StudyArtifacts:
         # Serialised in memory, then written as plain bytes: a full disk is then an OSError with
         # its errno, where torch.save to a file reports it as "enforce fail ... unexpected pos".
         buffer = io.BytesIO()
+        import torch  # only the commands that train or load weights pay for importing it
+
         torch.save(state, buffer)
         data = buffer.getbuffer()
         digest, size = hashlib.sha256(data).hexdigest(), len(data)
@@ -334,6 +338,8 @@ def find(trial: FrozenTrial, store: Any, folder: Path | None) -> Weights | None:
 def load_state(weights: Weights) -> dict[str, torch.Tensor]:
     """Load checked weights; a file that still does not unpickle as tensors is damaged."""
     assert weights.path is not None
+    import torch
+
     try:
         return torch.load(weights.path, weights_only=True, map_location="cpu")
     except Exception as e:  # pickle, zip and torch errors: all mean the file is not weights

@@ -142,6 +142,7 @@ def optimize(plugin: str, trials: int | None, study: str | None, db: str | None,
     if trials is None:
         trials = 1 if params else 20
     from tuner.console import StudyProgress
+    from tuner.insight import remember
     from tuner.run import OptimizeOptions, measure_test_accuracy, prepare_study, run_study
 
     # `kill`, a scheduler's preemption, systemd: stop as Ctrl-C does, the running trials stored.
@@ -181,6 +182,7 @@ def optimize(plugin: str, trials: int | None, study: str | None, db: str | None,
                   "run the same command to resume")
     else:
         measure_test_accuracy(prepared)
+        remember(prepared.study)
     _print_summary(prepared.study, prepared.location)
     if interrupted:
         sys.exit(terminated.exit_status if terminated else 130)

@@ -7,7 +7,7 @@ Live progress when the output is a terminal; one plain line per trial when it is
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -23,8 +23,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tuner.engine import EpochResult
 from tuner.study import TrialView
+
+if TYPE_CHECKING:
+    from tuner.engine import EpochResult
 
 KEY_PARAMS = ("lr", "batch_size", "optimizer", "weight_decay", "dropout")
 SPARK = "▁▂▃▄▅▆▇█"

@@ -25,12 +25,13 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Literal
 
 from tuner.errors import PairRefused
+
+if TYPE_CHECKING:  # annotations only: reading a study's settings need not import torch
+    import torch
+    from torch import nn
 
 __all__ = [
     "CONTRACT_VERSION",

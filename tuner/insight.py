@@ -11,6 +11,8 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.marks import IMPORTANCE_ATTR
+
 #: Past this many completed trials importance uses PED-ANOVA (fast) instead of fANOVA (a random forest).
 FANOVA_MAX_TRIALS = 200
 #: A best value in the outer 5% of its range (log scale for log ranges) is "at the edge".
@@ -22,6 +24,22 @@ ZERO_SWITCH = "_is_zero"  # tuner.space samples "0 or a log range" as this switc
 def shown_name(param: str) -> str:
     """``weight_decay_is_zero`` -> ``weight_decay = 0?``: the switch, by the hyperparameter's name."""
     return f"{param.removesuffix(ZERO_SWITCH)} = 0?" if param.endswith(ZERO_SWITCH) else param
+
+
+def current_importance(study: optuna.Study) -> dict[str, Any] | None:
+    """The importance stored when the last run ended (:func:`remember`) while no trial has
+    completed since, else computed now (importing Optuna's evaluators costs ~2 s: scikit-learn)."""
+    stored = study.user_attrs.get(IMPORTANCE_ATTR)
+    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if isinstance(stored, dict) and stored.get("complete") == done and "result" in stored:
+        return stored["result"]
+    return importance(study)
+
+
+def remember(study: optuna.Study) -> None:
+    """Compute the importance once at the end of a run and store it in the study."""
+    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    study.set_user_attr(IMPORTANCE_ATTR, {"complete": done, "result": importance(study)})
 
 
 def importance(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict[str, Any] | None:

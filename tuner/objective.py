@@ -20,13 +20,13 @@ from tuner.contract import Architecture, Hyperparameters, Param
 from tuner.data import PreparedData
 from tuner.engine import EpochResult, Trainer
 from tuner.errors import TrialFailed, UsageError
+from tuner.marks import RECIPE_ATTR, REFERENCE_ATTR
 from tuner.proc import PROCESS_ATTR, identity
 from tuner.space import fixed_params_for, hyperparameters, sample, sample_reference
 
 if TYPE_CHECKING:
     from tuner.artifacts import StudyArtifacts
 
-REFERENCE_ATTR = "reference"  # user attr set on the enqueued reference trial
 
 
 class Listener(Protocol):
@@ -48,9 +48,6 @@ class _Silent:
 def enqueue_reference(study: optuna.Study, reference: Hyperparameters, space: dict[str, Param]) -> None:
     """Queue the architecture's hand-picked settings as the next trial (trial 0 of a new study)."""
     study.enqueue_trial(fixed_params_for(reference, space), user_attrs={REFERENCE_ATTR: True})
-
-
-RECIPE_ATTR = "recipe"  # user attr: what re-training the trial needs (tuner.replay reads it)
 
 
 def trial_seed(study_seed: int, number: int) -> int:

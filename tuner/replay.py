@@ -22,7 +22,8 @@ from tuner import __version__
 from tuner.contract import Hyperparameters
 from tuner.data import PreparedData
 from tuner.errors import StudyError
-from tuner.objective import RECIPE_ATTR, start_training, trial_seed
+from tuner.marks import RECIPE_ATTR
+from tuner.objective import start_training, trial_seed
 from tuner.run import Pair, load_data, load_pair, resolve_device
 
 #: Recipe keys compared between the stored trial and this machine, in the order shown.

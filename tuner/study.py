@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner import artifacts, insight
 from tuner.errors import StudyError, UsageError
-from tuner.objective import REFERENCE_ATTR
+from tuner.marks import REFERENCE_ATTR
 from tuner.proc import PROCESS_ATTR, known_dead
 
 try:
@@ -504,7 +504,7 @@ def best_summary(study: optuna.Study, db_path: Path | None = None) -> dict[str, 
         "reference_weights": str(ref_found.path) if ref_found is not None and ref_found.ok else None,
         "counts": state_counts(study),
         "runs": runs(study),
-        "importance": insight.importance(study),
+        "importance": insight.current_importance(study),
         "hints": [h["text"] for h in insight.edge_hints(best_frozen)],
         "validation_examples": val_n,
         "test_examples": test_n,

@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.errors import UsageError
-from tuner.objective import REFERENCE_ATTR
+from tuner.marks import REFERENCE_ATTR
 
 _STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED", TrialState.FAIL: "FAILED"}
 METRICS = ("val_accuracy", "val_loss", "train_loss", "lr")
