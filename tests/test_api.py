@@ -13,6 +13,7 @@ import tuner
 from tuner.errors import StudyError, UsageError
 
 
+@pytest.mark.slow
 def test_the_documented_example_runs_and_returns_what_the_cli_prints(tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUNER_OFFLINE", "1")

@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from conftest import TUNER, lenet_digits_db, need_extra, new_study, one_error_line, run_tuner
 
 
@@ -32,6 +33,7 @@ def get(port: int, path: str, timeout: float = 60):
             time.sleep(0.3)
 
 
+@pytest.mark.slow
 def test_the_dashboard_api_names_real_hyperparameters_and_listens_on_loopback_only(tmp_path_factory):
     need_extra("optuna_dashboard", "dashboard")
     cwd = new_study(tmp_path_factory, "dashboard", "optimize", "--plugin", "lenet-digits", "--trials", "8",
@@ -61,6 +63,7 @@ def test_the_dashboard_api_names_real_hyperparameters_and_listens_on_loopback_on
     assert f"http://127.0.0.1:{port}/" in out
 
 
+@pytest.mark.slow
 def test_a_taken_port_and_a_wrong_file_are_one_line(tmp_path: Path):
     need_extra("optuna_dashboard", "dashboard")
     (tmp_path / "notes.txt").write_text("not a study")

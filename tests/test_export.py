@@ -85,6 +85,7 @@ def test_onnx_runs_in_onnxruntime_and_matches_pytorch(study_dir):
     assert card["verification"]["test_accuracy_exported"] == card["verification"]["test_accuracy_pytorch"]
 
 
+@pytest.mark.slow
 def test_an_export_that_does_not_verify_writes_nothing(tmp_path):
     """The study says the model scored one example more on the test set than it does: refused."""
     run_tuner(*STUDY_ARGS[:4], "1", *STUDY_ARGS[5:], cwd=tmp_path, check=True)

@@ -162,6 +162,7 @@ def test_best_and_trials_print_for_people(study_dir):
     assert len(rows) == 1 and "│ pruned" in rows[0] and "below the pruner" in rows[0]
 
 
+@pytest.mark.slow
 def test_tables_fit_80_columns_by_hiding_columns_not_wrapping_cells(study_dir):
     db = str(study_dir / "studies" / "lenet-digits.db")
     for args in (("trials", db), ("best", db), ("trials", db, "--state", "pruned", "--state", "failed")):
@@ -281,6 +282,7 @@ def test_real_mnist_with_a_small_training_cap(mnist_dir, tmp_path):
     assert summary["validation_examples"] == 222 and summary["test_examples"] == 10_000
 
 
+@pytest.mark.slow
 def test_a_study_capped_before_the_validation_cap_keeps_its_validation_set(tmp_path):
     """Resuming must score on the same examples: a study stored without max_val keeps all of them."""
     run_tuner("optimize", "--plugin", "lenet-digits", "--trials", "1", "--epochs", "1", "--max-train", "300",

@@ -65,6 +65,7 @@ def test_every_trained_trial_reproduces_exactly_on_the_cpu(study_dir):
         assert result["environment"]["now"]["threads"] == trial.user_attrs["recipe"]["threads"]
 
 
+@pytest.mark.slow
 def test_human_output_shows_each_epoch_the_drift_and_the_environment(study_dir):
     proc = reproduce(study_dir, "--trial", "0")
     assert proc.returncode == 0, proc.stderr
@@ -140,6 +141,7 @@ def test_params_from_a_plain_object_and_bad_files_are_one_line(tmp_path):
         "lr": 0.02, "batch_size": 32, "optimizer": "sgd", "weight_decay": 0}
 
 
+@pytest.mark.slow
 def test_space_pins_values_that_switch_a_setting_off(tmp_path):
     run_tuner("optimize", "--plugin", "lenet-digits", "--trials", "2", "--epochs", "1", "--space", "dropout=none",
               "--space", "weight_decay=0", "--quiet", cwd=tmp_path, check=True)

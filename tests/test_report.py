@@ -86,6 +86,7 @@ def test_pruned_curves_are_grey_and_no_internal_switch_is_named(study_dir):
         assert "_is_zero" not in plots[title].to_json()
 
 
+@pytest.mark.slow
 def test_report_refuses_a_folder_and_an_empty_study_in_one_line(study_dir, tmp_path):
     assert "is a folder" in one_error_line(run_tuner("report", str(lenet_digits_db(study_dir)), "-o", str(tmp_path),
                                                      cwd=study_dir))

@@ -4,9 +4,11 @@ read back through MLflow's own client from a local file store."""
 from __future__ import annotations
 
 import optuna
+import pytest
 from conftest import lenet_digits_db, need_extra, one_error_line, run_tuner
 
 
+@pytest.mark.slow
 def test_each_trial_is_one_mlflow_run_with_its_epochs(tmp_path, monkeypatch):
     need_extra("mlflow", "mlflow")
     from mlflow.tracking import MlflowClient
@@ -34,6 +36,7 @@ def test_each_trial_is_one_mlflow_run_with_its_epochs(tmp_path, monkeypatch):
     assert runs[0].data.tags["tuner.reference"] == "true"
 
 
+@pytest.mark.slow
 def test_an_mlflow_store_that_cannot_be_used_is_one_line_before_any_trial(tmp_path):
     need_extra("mlflow", "mlflow")
     (tmp_path / "a-file").write_text("x")
