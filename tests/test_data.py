@@ -138,3 +138,40 @@ def test_a_python2_era_cifar_batch_still_loads(tmp_path):
     assert b"numpy.core.multiarray" in (folder / "test_batch").read_bytes()
     splits = registry().dataset("cifar10").load(DataRequest(tmp_path, download=False))
     assert splits.train_images.shape == (100, 3, 32, 32)
+
+
+def test_a_slow_load_is_kept_as_tensors_and_loaded_again_only_when_the_files_change(tmp_path, monkeypatch):
+    import time as clock
+
+    from tuner import data as data_module
+    from tuner.contract import Dataset, Splits
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "images.bin").write_bytes(b"\x01" * 100)
+    calls = []
+
+    def load(request):
+        calls.append(request.data_dir)
+        clock.sleep(data_module.CACHE_AFTER_S + 0.05)  # a slow format, as MNIST's gzip files are
+        images = torch.full((4, 1, 8, 8), calls.__len__(), dtype=torch.uint8)
+        return Splits(images, torch.arange(4) % 2, images[:2], torch.arange(2))
+
+    slow = Dataset(load=load, description="slow", channels=1, image_size=(8, 8), class_names=("a", "b"),
+                   mean=(0.5,), std=(0.5,))
+
+    def fresh_process_load():
+        data_module._SPLITS_CACHE.clear()  # as a new process starts
+        return data_module.load_splits("slow", slow, folder)
+
+    first = fresh_process_load()
+    assert len(calls) == 1 and list((tmp_path / "cache" / "tuner" / "splits").glob("slow-*.pt"))
+    again = fresh_process_load()
+    assert len(calls) == 1 and torch.equal(again.train_images, first.train_images)  # from the cache
+    (folder / "images.bin").write_bytes(b"\x02" * 101)  # the source changed
+    changed = fresh_process_load()
+    assert len(calls) == 2 and changed.train_images[0, 0, 0, 0] == 2
+    for cached in (tmp_path / "cache" / "tuner" / "splits").glob("slow-*.pt"):
+        cached.write_bytes(b"not a tensor file")  # damaged: loaded from the source, no error
+    assert fresh_process_load().train_images[0, 0, 0, 0] == 3 and len(calls) == 3

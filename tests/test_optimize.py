@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -174,6 +175,19 @@ def test_tables_fit_80_columns_by_hiding_columns_not_wrapping_cells(study_dir):
     assert "hidden to fit" not in wide and "weight_decay" in wide and "time" in wide
     failed = run_tuner("trials", db, "--state", "failed", "--json", cwd=study_dir, check=True).stdout
     assert all(t["state"] == "FAIL" for t in json.loads(failed)["trials"])
+
+
+def test_reading_a_study_imports_neither_torch_nor_scikit_learn(study_dir):
+    """best and trials read records: importing torch (1.3 s) and scikit-learn (1.8 s, through
+    Optuna's importance) would be most of their time on a big study (benchmarks/big_study.py)."""
+    db = str(study_dir / "studies" / "lenet-digits.db")
+    probe = ("import sys, io, contextlib\nfrom tuner.cli import main\n"
+             "for args in (['best', DB], ['best', DB, '--json'], ['trials', DB, '--json']):\n"
+             "    with contextlib.redirect_stdout(io.StringIO()):\n        assert main(args) == 0\n"
+             "print(sorted(m for m in ('torch', 'sklearn', 'torch._dynamo') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", probe.replace("DB", repr(db))], capture_output=True, text=True,
+                          cwd=study_dir, check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
 
 def test_trials_json_agrees_with_the_database(study_dir):
