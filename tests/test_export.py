@@ -53,6 +53,7 @@ def check_card(card: dict, study_dir: Path, fmt: str) -> optuna.trial.FrozenTria
     return best
 
 
+@pytest.mark.slow
 def test_torchscript_loads_without_tuner_and_scores_the_stored_test_accuracy(study_dir):
     proc = run_tuner("export", db_of(study_dir), "--format", "torchscript", "-o", "ts", cwd=study_dir, check=True)
     assert "verified on 359 test examples: largest logit difference" in proc.stdout

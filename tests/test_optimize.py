@@ -101,6 +101,7 @@ def test_best_json_agrees_with_the_database_and_weights_predict(study_dir):
     assert accuracy == pytest.approx(summary["test_accuracy"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_best_says_how_sure_the_win_is_from_the_examples_each_model_alone_gets_right(study_dir):
     from tuner.artifacts import for_study
     from tuner.engine import correct_examples

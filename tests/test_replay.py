@@ -106,12 +106,14 @@ def test_a_trial_stored_before_recipes_is_rebuilt_from_the_provenance(tmp_path):
     assert result["reproduced"] == result["stored"]
 
 
+@pytest.mark.slow
 def test_a_trial_that_is_not_there_or_did_not_train_is_one_line(study_dir):
     assert "no trial 99" in one_error_line(reproduce(study_dir, "--trial", "99"))
     assert "--tolerance" in one_error_line(reproduce(study_dir, "--trial", "0", "--tolerance", "-1"))
 
 
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_best_json_params_train_as_one_trial_with_exactly_those_settings(study_dir, tmp_path):
     best = run_tuner("best", str(db_of(study_dir)), "--json", cwd=study_dir, check=True)
     (tmp_path / "best.json").write_text(best.stdout)

@@ -43,6 +43,7 @@ def browse(html: Path, *args: str) -> subprocess.CompletedProcess[str]:
          *args, html.as_uri()], capture_output=True, text=True, timeout=120, env=env)
 
 
+@pytest.mark.slow
 def test_the_report_draws_every_plot_in_a_real_browser_offline(study_dir, tmp_path):
     proc = run_tuner("report", str(lenet_digits_db(study_dir)), "-o", str(tmp_path / "report.html"),
                      cwd=study_dir, check=True)
@@ -71,6 +72,7 @@ def test_the_report_draws_every_plot_in_a_real_browser_offline(study_dir, tmp_pa
     assert len(image.crop((0, 300, 1200, 1400)).getcolors(maxcolors=1 << 16)) > 20, "the first plots are blank"
 
 
+@pytest.mark.slow
 def test_pruned_curves_are_grey_and_no_internal_switch_is_named(study_dir):
     study = optuna.load_study(study_name="lenet-digits", storage=f"sqlite:///{lenet_digits_db(study_dir)}")
     plots = {title: fig for title, _, fig in figures(study)}
