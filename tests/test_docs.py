@@ -1,4 +1,7 @@
-"""The commands docs/usage.md and the README show run as written, so the docs cannot drift.
+"""The commands docs/usage.md, docs/plugins.md and the README show run as written, so the docs
+cannot drift. (docs/scale-out.md names placeholder servers, db.example and a bucket; the same
+steps run against real ones in tests/test_storage.py and test_artifacts.py. docs/benchmarks.md's
+commands are benchmark runs of minutes, run by hand with their output pasted.)
 
 Each ``$ tuner ...`` line of usage.md's console blocks runs in order in one folder (a shell
 runs it, so ``| head`` and ``> best.json`` work), then the README's "Then" block. A command
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,3 +124,27 @@ def test_every_command_in_usage_and_the_readme_runs_as_written(folder):
     assert len(ran) >= 20, ran
     assert len(skipped) <= 4, skipped
     assert (cwd / "lenet-onnx" / "model.onnx").exists() and (cwd / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_the_plugin_walkthrough_runs_as_written(tmp_path):
+    """docs/plugins.md section 4, in a copy of the template, in a virtualenv of its own (so that
+    `pip install -e .` does not change the one the suite runs in) that sees tuner and torch."""
+    shutil.copytree(ROOT / "docs" / "plugin-template", tmp_path / "tuner-mynet")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    # The reader has tuner installed; here it must be the venv's own `tuner` command, so that it
+    # sees what `pip install -e .` adds to that venv.
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "-e",
+                    str(ROOT)], check=True, capture_output=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("TUNER_DATA_DIR", "PYTHONPATH")}
+    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", VIRTUAL_ENV=str(venv), TUNER_OFFLINE="1",
+               HOME=str(tmp_path))
+    steps = console_commands(ROOT / "docs" / "plugins.md")
+    assert steps[0][0] == "pip install -e ." and len(steps) >= 6
+    for command, shown, _ in steps:
+        proc = run(command, tmp_path / "tuner-mynet", env)
+        assert proc.returncode == 0, f"`{command}` failed ({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr}"
+        for line in shown:  # what the doc shows, up to the numbers that change with torch's version
+            assert line.split(" (loss")[0] in proc.stdout, f"{command}: the doc shows {line!r}"
+    assert "mynet" in run("tuner plugins", tmp_path / "tuner-mynet", env).stdout
