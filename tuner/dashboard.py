@@ -10,7 +10,10 @@ no 0), and no switch. Everything else (notes, user attributes) passes through un
 from __future__ import annotations
 
 import re
+import signal
+import threading
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution
@@ -94,14 +97,36 @@ NamedParams.__abstractmethods__ = frozenset()
 
 
 def serve(storage: BaseStorage, port: int) -> None:
-    """Run optuna-dashboard on ``HOST:port`` until Ctrl-C."""
+    """Run optuna-dashboard on ``HOST:port`` until Ctrl-C (or SIGTERM).
+
+    The server answers from a thread of its own while the main thread waits for the signal:
+    under optuna-dashboard's own ``run_server`` a Ctrl-C that landed while a page was being
+    sent was caught by the request handler, printed as a traceback, and the server went on."""
     try:
-        from optuna_dashboard import run_server
+        from optuna_dashboard import wsgi
     except ImportError:
         raise UsageError("tuner dashboard needs optuna-dashboard: pip install 'tuner[dashboard]'") from None
     try:
-        run_server(NamedParams(storage), host=HOST, port=port)
+        server = make_server(HOST, port, wsgi(NamedParams(storage)), handler_class=_QuietHandler)
     except OSError as e:  # the port is taken, or not ours to bind
         raise UsageError(f"cannot listen on {HOST}:{port} ({e.strerror}); pick another port with --port") from None
+    answering = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
+    answering.start()
+    stopped = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        while not stopped.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.shutdown()
+        server.server_close()
 
 
+class _QuietHandler(WSGIRequestHandler):
+    """No line per request on the terminal (the browser polls several times a second)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
