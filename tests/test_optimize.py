@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from conftest import TUNER, run_tuner, wait_for_trials
+from conftest import TUNER, lenet_digits_db, run_tuner, wait_for_trials
 
 from tuner.contract import Hyperparameters
 from tuner.registry import registry
@@ -33,7 +34,19 @@ def study_dir(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("study")
     proc = run_tuner(*STUDY_ARGS, cwd=cwd, check=True)
     (cwd / "first-run.txt").write_text(proc.stdout)
+    db = lenet_digits_db(cwd)
+    # What a person does next: copy the .db alone to another machine (before this test opens it).
+    (cwd / "wal-left.txt").write_text(str(db.with_name(db.name + "-wal").exists()))
+    shutil.copy(db, cwd / "copied.db")
     return cwd
+
+
+def test_the_study_file_alone_holds_the_whole_study_when_the_command_ends(study_dir):
+    """SQLite keeps recent writes in a -wal file beside the .db until its last connection
+    closes; tuner closes its storages at exit, so that the .db alone can be copied."""
+    assert (study_dir / "wal-left.txt").read_text() == "False"
+    copied = signature(load(study_dir / "copied.db"))
+    assert len(copied) == 6 and copied == signature(load(lenet_digits_db(study_dir)))
 
 
 def test_study_is_stored_with_per_epoch_values(study_dir):

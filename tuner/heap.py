@@ -1,10 +1,31 @@
-"""Keep the start-up heap out of the garbage collector's sight while trials run."""
+"""Keep the start-up heap out of the garbage collector's sight: while a command starts, and while trials run."""
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import optuna
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's garbage collector off while a command starts (imports, data, the study).
+
+    Importing torch, torch._dynamo, Optuna and SQLAlchemy makes ~500,000 objects that live as
+    long as the process and almost no garbage, yet the collector walks the growing heap again
+    and again while they are made (five full collections for torch and torch._dynamo alone,
+    0.2-0.4 s of a 2-core machine's start-up; docs/benchmarks.md, benchmark 8). Nothing is
+    lost: the collector is back on when the block ends, and :class:`LongLivedHeap` collects
+    once before it freezes the heap."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 class LongLivedHeap:

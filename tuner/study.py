@@ -7,6 +7,7 @@ study database, read-only, so that a wrong or corrupt file is reported and left 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import hashlib
@@ -16,6 +17,7 @@ import shutil
 import sqlite3
 import time
 import warnings
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,6 +192,20 @@ def _file_lock(path: Path | None, *, exclusive: bool, folder: bool = False) -> I
 
 _CREATE_ATTEMPTS = 5
 
+# Every storage this process opens is closed when it exits, before the interpreter's own
+# teardown: the last connection to a SQLite file to close folds the write-ahead log back into
+# the file, so that what is left is one self-contained .db a person can copy anywhere (the
+# console script freezes the heap at exit, and frozen connections would stay open to the end).
+_opened: weakref.WeakSet[optuna.storages.RDBStorage] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_storages() -> None:
+    for storage in list(_opened):
+        with contextlib.suppress(Exception):  # a server already gone: nothing left to close
+            storage.remove_session()
+            storage.engine.dispose()
+
 
 def _open_rdb(location: Location, create: bool, beat: dict[str, Any]) -> optuna.storages.RDBStorage:
     for attempt in range(_CREATE_ATTEMPTS):
@@ -197,6 +213,7 @@ def _open_rdb(location: Location, create: bool, beat: dict[str, Any]) -> optuna.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 storage = optuna.storages.RDBStorage(location.url, skip_table_creation=not create, **beat)
+            _opened.add(storage)
             break
         except Exception as e:  # SQLAlchemy and Optuna raise many kinds; all mean "cannot open"
             # Another program creating the same new file without tuner's lock (a script calling
