@@ -97,7 +97,8 @@ def serve_then_stop(command: str, cwd: Path, env: dict[str, str]) -> subprocess.
     time.sleep(1)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
-    return subprocess.CompletedProcess(command, 0 if first.startswith("optuna-dashboard on") else 1, first + out, err)
+    served = first.startswith("optuna-dashboard on") and proc.returncode == 0
+    return subprocess.CompletedProcess(command, 0 if served else 1, first + out, err)
 
 
 @pytest.mark.slow

@@ -381,15 +381,16 @@ def report(db: str, study: str | None, output: str | None) -> None:
 def dashboard(db: str, port: int) -> None:
     """optuna-dashboard on the study, on 127.0.0.1 only, with the hyperparameters' own names
     (needs tuner[dashboard]). Ctrl-C stops it."""
-    from tuner.dashboard import HOST, serve
+    from tuner.dashboard import HOST, listen, serve
     from tuner.study import load_existing, locate, storage_for, study_names
 
     location = locate("", storage=db) if "://" in db else locate("", db=db)
     storage = storage_for(location, create=False)
     for name in study_names(storage) or [None]:
         load_existing(location, name)  # the checks `best` makes, on every study in the file
+    server = listen(storage, port)
     out.print(f"optuna-dashboard on http://{HOST}:{port}/ for {location.shown} (Ctrl-C stops it)", soft_wrap=True)
-    serve(storage, port)
+    serve(server)
 
 
 @app.command("export")

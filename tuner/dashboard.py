@@ -13,7 +13,7 @@ import re
 import signal
 import threading
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution
@@ -96,20 +96,24 @@ for _name in BaseStorage.__abstractmethods__ | {"get_trial_id_from_study_id_tria
 NamedParams.__abstractmethods__ = frozenset()
 
 
-def serve(storage: BaseStorage, port: int) -> None:
-    """Run optuna-dashboard on ``HOST:port`` until Ctrl-C (or SIGTERM).
-
-    The server answers from a thread of its own while the main thread waits for the signal:
-    under optuna-dashboard's own ``run_server`` a Ctrl-C that landed while a page was being
-    sent was caught by the request handler, printed as a traceback, and the server went on."""
+def listen(storage: BaseStorage, port: int) -> WSGIServer:
+    """optuna-dashboard's app on ``HOST:port``, bound but not answering yet (see :func:`serve`)."""
     try:
         from optuna_dashboard import wsgi
     except ImportError:
         raise UsageError("tuner dashboard needs optuna-dashboard: pip install 'tuner[dashboard]'") from None
     try:
-        server = make_server(HOST, port, wsgi(NamedParams(storage)), handler_class=_QuietHandler)
+        return make_server(HOST, port, wsgi(NamedParams(storage)), handler_class=_QuietHandler)
     except OSError as e:  # the port is taken, or not ours to bind
         raise UsageError(f"cannot listen on {HOST}:{port} ({e.strerror}); pick another port with --port") from None
+
+
+def serve(server: WSGIServer) -> None:
+    """Answer until Ctrl-C (or SIGTERM), then close the port.
+
+    The server answers from a thread of its own while the main thread waits for the signal:
+    under optuna-dashboard's own ``run_server`` a Ctrl-C that landed while a page was being
+    sent was caught by the request handler, printed as a traceback, and the server went on."""
     answering = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
     answering.start()
     stopped = threading.Event()
