@@ -21,6 +21,11 @@ PACKAGES = Path(__file__).resolve().parent / "packages"
 SHARED_MNIST = ROOT.parent / "shared" / "data"
 TUNER = shutil.which("tuner", path=str(Path(sys.executable).parent)) or "tuner"
 
+# Started in the background by a non-interactive shell (`bash .ci/run &`), the test run inherits
+# Ctrl-C ignored, and so would every tuner it starts: the Ctrl-C tests want it as a terminal has it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def run_tuners_together(*args: str, cwd: Path, processes: int = 2) -> None:
     """Start ``processes`` identical ``tuner`` commands at the same moment (two terminals, two
