@@ -14,6 +14,7 @@ script beforehand, as torchvision leaves them after its first download.
 from __future__ import annotations
 
 import argparse
+import gc
 import gzip
 import json
 import os
@@ -27,31 +28,37 @@ from pathlib import Path
 
 from _common import DEFAULT_DATA
 
+STARTED = time.time()  # the child's clock: after the interpreter and the standard library's imports
+
 HERE = Path(__file__).resolve().parent
 TUNER = shutil.which("tuner", path=str(Path(sys.executable).parent)) or "tuner"
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def tuner_phases(data_dir: str, db: str, plugin: str, epochs: int) -> dict[str, float]:
-    """`tuner optimize`'s steps, timed: runs in a child process (``--child``)."""
+    """`tuner optimize`'s steps, timed: runs in a child process (``--child``), with the
+    collector paused for start-up and the heap frozen at the end as the command does."""
     started = time.perf_counter()
-    import optuna  # noqa: F401
-
     from tuner import cli  # noqa: F401  (what the command imports before it starts)
-    from tuner.data import default_data_dir, load_splits
-    from tuner.insight import remember
-    from tuner.run import OptimizeOptions, load_pair, measure_test_accuracy, prepare_study, run_study
-    from tuner.study import best_summary
+    from tuner.heap import collector_paused
 
-    phases = {"imports": time.perf_counter() - started}
-    mark = time.perf_counter()
-    pair = load_pair(plugin)
-    load_splits(pair.dataset_name, pair.dataset, default_data_dir(data_dir), pair.dataset_dist)
-    phases["data files -> tensors"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    options = OptimizeOptions(plugin=plugin, trials=1, epochs=epochs, db=db, data_dir=data_dir, device="cpu")
-    prepared = prepare_study(options)
-    phases["contract batch, split, study created"] = time.perf_counter() - mark
+    with collector_paused():
+        import optuna  # noqa: F401
+
+        from tuner.data import default_data_dir, load_splits
+        from tuner.insight import remember
+        from tuner.run import OptimizeOptions, load_pair, measure_test_accuracy, prepare_study, run_study
+        from tuner.study import best_summary
+
+        phases = {"imports": time.perf_counter() - started}
+        mark = time.perf_counter()
+        pair = load_pair(plugin)
+        load_splits(pair.dataset_name, pair.dataset, default_data_dir(data_dir), pair.dataset_dist)
+        phases["data files -> tensors"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        options = OptimizeOptions(plugin=plugin, trials=1, epochs=epochs, db=db, data_dir=data_dir, device="cpu")
+        prepared = prepare_study(options)
+        phases["contract batch, split, study created"] = time.perf_counter() - mark
     mark = time.perf_counter()
     run_study(prepared, 1, None)
     trial = prepared.study.trials[0]
@@ -64,6 +71,17 @@ def tuner_phases(data_dir: str, db: str, plugin: str, epochs: int) -> dict[str, 
     best_summary(prepared.study, prepared.location.db_path)
     phases["test evaluation, summary"] = time.perf_counter() - mark
     return phases
+
+
+def import_floor(env: dict[str, str]) -> dict[str, float]:
+    """Seconds to import torch, then torch._dynamo (which a torch optimizer's first step
+    imports), in a fresh interpreter with the collector off as tuner has it at start-up."""
+    probe = ("import gc, json, time\ngc.disable()\nt = time.perf_counter()\nimport torch\n"
+             "a = time.perf_counter()\nimport torch._dynamo\nb = time.perf_counter()\n"
+             "print(json.dumps({'torch': a - t, 'torch._dynamo': b - a}))\n")
+    runs = [json.loads(subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                                      check=True).stdout) for _ in range(3)]
+    return {k: min(r[k] for r in runs) for k in runs[0]}
 
 
 def whole(command: list[str], env: dict[str, str]) -> tuple[float, str]:
@@ -83,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", nargs=2, metavar=("DATA", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(tuner_phases(args.child[0], args.child[1], args.plugin, args.epochs)))
+        phases = tuner_phases(args.child[0], args.child[1], args.plugin, args.epochs)
+        print(json.dumps({"started": STARTED, **phases, "ended": time.time()}), flush=True)
+        gc.freeze()  # as tuner.cli.console does
         return 0
     work = Path(tempfile.mkdtemp(prefix="tuner-fixed-"))
     raw = work / "seed-data" / "MNIST" / "raw"
@@ -102,10 +122,15 @@ def main(argv: list[str] | None = None) -> int:
                         "--epochs", str(args.epochs), "--phases"], env)
         times["seed 002 script"].append(t)
         seed_phases.append(json.loads(err.strip().splitlines()[-1]))
+    launched = time.time()
     child = subprocess.run([sys.executable, str(HERE / "fixed_cost.py"), "--plugin", args.plugin, "--epochs",
                             str(args.epochs), "--child", str(args.data_dir), str(work / "phases2.db")],
                            env=env, capture_output=True, text=True, check=True)
-    phases = json.loads(child.stdout)
+    ended = time.time()
+    report = json.loads(child.stdout)
+    start, end = report.pop("started") - launched, ended - report.pop("ended")
+    phases = {"interpreter start, the script's own imports": start, **report,
+              "exit (heap frozen, storages closed)": end}
     print(f"{args.plugin}, {args.epochs} epochs, 1 trial, CPU, {args.repeats} runs each (alternating)")
     print(f"{'whole process':<20}{'median s':>10}{'min s':>8}{'max s':>8}")
     for name, ts in times.items():
@@ -115,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\ntuner optimize, by phase (one child run):")
     for name, seconds in phases.items():
         print(f"  {name:<48}{seconds:>6.2f} s")
+    floor = import_floor(env)
+    least = floor["torch"] + floor["torch._dynamo"] + phases["trial: training epochs"]
+    print(f"  the floor: importing torch {floor['torch']:.2f} s and torch._dynamo {floor['torch._dynamo']:.2f} s "
+          f"(collector off), training {phases['trial: training epochs']:.2f} s: {least:.2f} s, "
+          f"{statistics.median(times['seed 002 script']) / least:.2f}x if nothing else took any time")
     print("seed 002's script, by phase (median of its runs):")
     for name in seed_phases[0]:
         print(f"  {name:<48}{statistics.median(p[name] for p in seed_phases):>6.2f} s")
