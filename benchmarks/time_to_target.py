@@ -16,6 +16,8 @@ the end of the epoch that first reached it, for each side.
 torch._dynamo (which torch's optimizers import on their first step) and the data set's first
 decoding are paid before any clock starts, so that neither side's time depends on running first.
 With --max-train both sides cap the validation part to the same proportion (tuner's rule).
+tuner's side starts as the `tuner optimize` command does: the collector paused while the study is
+prepared, and what exists then frozen (tuner/heap.py); the plain script runs as written.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from torchvision import transforms
 
 from tuner.contract import Hyperparameters
 from tuner.data import load_splits, model_shape
+from tuner.heap import collector_paused
 from tuner.registry import registry
 from tuner.run import OptimizeOptions, prepare_study, run_study, validation_cap
 
@@ -135,7 +138,8 @@ def tuner_study(args, clock: Clock) -> optuna.Study:
     options = OptimizeOptions(plugin=args.plugin, db=str(Path(tempfile.mkdtemp()) / "s.db"), trials=args.trials,
                               epochs=args.epochs, seed=args.seed, device="cpu", max_train=args.max_train,
                               data_dir=str(args.data_dir))
-    prepared = prepare_study(options, listener=clock)
+    with collector_paused():  # as `tuner optimize` starts (tuner/cli.py)
+        prepared = prepare_study(options, listener=clock)
     run_study(prepared, args.trials, None, callbacks=[clock])
     return prepared.study
 
