@@ -41,7 +41,7 @@ from tuner.contract import Hyperparameters
 from tuner.data import load_splits, model_shape
 from tuner.heap import collector_paused
 from tuner.registry import registry
-from tuner.run import OptimizeOptions, prepare_study, run_study, validation_cap
+from tuner.run import OptimizeOptions, load_pair, prepare_study, run_study, validation_cap
 
 
 class ImageList(torch.utils.data.Dataset):
@@ -144,6 +144,12 @@ def tuner_study(args, clock: Clock) -> optuna.Study:
     return prepared.study
 
 
+PEERS = ("plain optuna", "plain, own draw")
+WHEN = ((0, "at trial completion"), (1, "at the epoch that reached it"))
+BOUND_SAID = {"": "tuner is faster by", ">=": "only tuner reached it, faster by at least",
+              "<=": "only the peer reached it, tuner faster by at most"}
+
+
 def one_run(args) -> dict[str, tuple]:
     """The three contenders, one after the other; prints the run's table and ratios."""
     print(f"{args.plugin}: target {args.target:.1%} validation accuracy, {args.trials} trials × "
@@ -167,22 +173,17 @@ def one_run(args) -> dict[str, tuple]:
             t, p = rows["tuner"][index], rows[peer][index]
             if t is not None and p is not None:
                 ratios[peer, what] = (p / t, "")
-                print(f"time to target {what}, vs {peer}: tuner is {p / t:.2f}x faster")
             elif t is not None:
-                ratios[peer, what] = (rows[peer][2] / t, ">=")  # the peer's whole run, a lower bound
-                print(f"time to target {what}, vs {peer}: only tuner reached it (at least "
-                      f"{rows[peer][2] / t:.2f}x)")
+                ratios[peer, what] = (rows[peer][2] / t, ">=")  # the peer's whole run: a lower bound
             elif p is not None:
-                ratios[peer, what] = (p / rows["tuner"][2], "<=")
-                print(f"time to target {what}, vs {peer}: only the peer reached it (at most "
-                      f"{p / rows['tuner'][2]:.2f}x)")
+                ratios[peer, what] = (p / rows["tuner"][2], "<=")  # tuner's whole run: an upper bound
             else:
                 print(f"time to target {what}, vs {peer}: neither reached it")
+                continue
+            value, mark = ratios[peer, what]
+            print(f"time to target {what}, vs {peer}: {BOUND_SAID[mark]} {value:.2f}x")
     return ratios
 
-
-PEERS = ("plain optuna", "plain, own draw")
-WHEN = ((0, "at trial completion"), (1, "at the epoch that reached it"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     # (1.1 s on a 2-core machine; torchvision's import brings it in already, this makes it
     # explicit), and the data set's first decoding (kept in tuner's cache after it).
     importlib.import_module("torch._dynamo")
-    dataset_name = registry().split_pair(args.plugin)[1]
-    load_splits(dataset_name, registry().dataset(dataset_name), args.data_dir)
+    pair = load_pair(args.plugin)  # and the same disk cache as tuner's own load
+    load_splits(pair.dataset_name, pair.dataset, args.data_dir, pair.dataset_dist)
     all_ratios: dict[tuple[str, str], list[tuple[float, str]]] = {}
     first_seed = args.seed
     for r in range(args.repeats):
