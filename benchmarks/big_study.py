@@ -29,8 +29,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from tuner import insight
-from tuner.marks import IMPORTANCE_ATTR
+from tuner.after import importance as insight
+from tuner.storage.records import IMPORTANCE as IMPORTANCE_ATTR
 
 TUNER = shutil.which("tuner", path=str(Path(sys.executable).parent)) or "tuner"
 GOALS = {"best": 2.0, "best --json": 2.0, "trials --json": 2.0, "report": 30.0}

@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 from _common import DEFAULT_DATA
 
-from tuner.data import load_splits, prepare
-from tuner.engine import Trainer
-from tuner.registry import registry
-from tuner.space import hyperparameters
+from tuner.data.loading import load_splits
+from tuner.data.prepared import prepare
+from tuner.plugins.registry import registry
+from tuner.training.loop import Trainer
+from tuner.training.space import hyperparameters
 
 TRIALS = [{"lr": 0.01}, {"lr": 0.003, "dropout": 0.2}, {"lr": 0.03, "dropout": 0.4}]
 

@@ -6,7 +6,7 @@ run, interleaved (seed, bare, tuner, seed, bare, tuner, ...), best of --repeats:
 - seed:  torchvision's MNIST dataset with per-sample ToTensor/Normalize (and Resize for
          AlexNet) through a DataLoader, `.item()` every step — the loop of seeds 000–004.
 - bare:  a hand-written loop over pre-loaded normalised tensors, index-slice batches, no sync.
-- tuner: tuner.engine.Trainer.train_epoch on tuner's prepared data.
+- tuner: tuner.training.loop.Trainer.train_epoch on tuner's prepared data.
 
     python benchmarks/engine.py                          # mlp-mnist and lenet-mnist on CPU
     python benchmarks/engine.py --pairs alexnet-mnist --device cuda --steps 50
@@ -31,9 +31,10 @@ import torch.nn.functional as F
 from _common import DEFAULT_DATA
 
 from tuner.contract import Hyperparameters
-from tuner.data import load_splits, model_shape, prepare
-from tuner.engine import Trainer
-from tuner.registry import registry
+from tuner.data.loading import load_splits
+from tuner.data.prepared import model_shape, prepare
+from tuner.plugins.registry import registry
+from tuner.training.loop import Trainer
 
 
 def sync(device: torch.device) -> None:

@@ -18,7 +18,9 @@ from pathlib import Path
 import optuna
 from _common import study_parser
 
-from tuner.run import OptimizeOptions, prepare_study, run_study
+from tuner.study.options import OptimizeOptions
+from tuner.study.prepare import prepare_study
+from tuner.study.run import run_study
 
 
 def run(pruner: str, args) -> dict[str, float]:

@@ -10,7 +10,7 @@ Also counts the SQL writes each trial makes, per epoch.
 
 Then Python's full garbage collections in a study of short real trials, side by side: with the
 collector as a plain script has it, and as tuner runs trials (its start-up heap frozen,
-tuner.run.LongLivedHeap). Then TPE's sampling time by storage, and a trial's bookkeeping
+tuner.study.run.LongLivedHeap). Then TPE's sampling time by storage, and a trial's bookkeeping
 alone (training a no-op), again with and without the frozen heap.
 
 Then the cost of keeping a trial's weights as a study artifact (sha256, atomic write through
@@ -42,14 +42,18 @@ from _common import study_parser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from sqlalchemy import event
 
-from tuner import engine
-from tuner import objective as objective_module
-from tuner import run as run_module
 from tuner.contract import Choice, FloatRange, IntRange
-from tuner.registry import registry
-from tuner.run import OptimizeOptions, make_sampler, prepare_study, run_study
-from tuner.space import build_space, sample
-from tuner.study import locate, storage_for
+from tuner.plugins.registry import registry
+from tuner.storage.location import locate
+from tuner.storage.opening import storage_for
+from tuner.study import run as run_module
+from tuner.study.options import OptimizeOptions
+from tuner.study.prepare import prepare_study
+from tuner.study.run import run_study
+from tuner.study.samplers import make_sampler
+from tuner.training import loop as engine
+from tuner.training import trial as objective_module
+from tuner.training.space import build_space, sample
 
 PARTS = ("trials", "gc", "sampling", "bookkeeping", "store", "workers")
 

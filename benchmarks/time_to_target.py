@@ -38,10 +38,15 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from tuner.contract import Hyperparameters
-from tuner.data import load_splits, model_shape
-from tuner.heap import collector_paused
-from tuner.registry import registry
-from tuner.run import OptimizeOptions, load_pair, prepare_study, run_study, validation_cap
+from tuner.data.loading import load_splits
+from tuner.data.prepared import model_shape
+from tuner.data.split import DEFAULT_VAL_FRACTION, validation_cap
+from tuner.plugins.pair import load_pair
+from tuner.plugins.registry import registry
+from tuner.runtime.collector import collector_paused
+from tuner.study.options import OptimizeOptions
+from tuner.study.prepare import prepare_study
+from tuner.study.run import run_study
 
 
 class ImageList(torch.utils.data.Dataset):
@@ -74,7 +79,7 @@ class Clock:
         if self.reached_epoch is None and accuracy >= self.target:
             self.reached_epoch = time.perf_counter() - self.start
 
-    # tuner's objective reports through a listener (tuner.objective.Listener)
+    # tuner's objective reports through a listener (tuner.training.trial.Listener)
     def trial_started(self, number, hp, reference) -> None:
         pass
 
@@ -94,7 +99,7 @@ def plain_optuna(args, clock: Clock, reference_first: bool = True) -> optuna.Stu
     val_idx, train_idx = order[: round(n * 0.1)], order[round(n * 0.1):]
     if args.max_train:  # and the validation part capped to the same proportion, as tuner's is
         train_idx = train_idx[: args.max_train]
-        val_idx = val_idx[: validation_cap({"max_train": args.max_train, "val_fraction": 0.1})]
+        val_idx = val_idx[: validation_cap(args.max_train, DEFAULT_VAL_FRACTION)]
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(dataset.mean, dataset.std)])
     train_set = ImageList(splits.train_images[train_idx], splits.train_labels[train_idx], transform)
     val_set = ImageList(splits.train_images[val_idx], splits.train_labels[val_idx], transform)

@@ -147,7 +147,7 @@ def pythonpath(*dirs: Path) -> dict[str, str]:
 @pytest.fixture
 def on_sys_path(monkeypatch: pytest.MonkeyPatch):
     """Put installed plugin folders on ``sys.path`` and re-read the registry in-process."""
-    from tuner.registry import registry
+    from tuner.plugins.registry import registry
 
     def add(*dirs: Path) -> None:
         for d in dirs:

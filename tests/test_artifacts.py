@@ -13,8 +13,9 @@ import pytest
 import torch
 from conftest import run_tuner, run_tuners_together
 
-from tuner.artifacts import AtomicFileSystemStore, WeightsError
-from tuner.study import hide_password
+from tuner.errors import WeightsError
+from tuner.storage.location import hide_password
+from tuner.storage.stores import AtomicFileSystemStore
 
 SHORT = ["--epochs", "1", "--quiet", "--pruner", "none"]
 

@@ -8,7 +8,7 @@ from conftest import run_tuner
 from torch import nn
 
 from tuner.contract import Hyperparameters, ImageShape
-from tuner.registry import registry
+from tuner.plugins.registry import registry
 
 MNIST_224 = ImageShape(1, 224, 224, 10)
 

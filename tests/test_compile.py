@@ -10,8 +10,8 @@ import torch
 from conftest import one_error_line, run_tuner
 
 from tuner.contract import Hyperparameters
-from tuner.data import model_shape
-from tuner.registry import registry
+from tuner.data.prepared import model_shape
+from tuner.plugins.registry import registry
 
 
 @pytest.mark.slow

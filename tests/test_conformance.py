@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.registry import registry
+from tuner.plugins.registry import registry
 from tuner.testing import DEFAULT_SHAPES, ArchitectureConformance, DatasetConformance, check_architecture
 
 _SMALL = [n for n in registry().names("architecture") if "alexnet" not in n]

@@ -11,9 +11,10 @@ import torch
 from conftest import write_cifar10
 
 from tuner.contract import DataRequest
-from tuner.data import default_data_dir, load_splits, prepare
+from tuner.data.loading import default_data_dir, load_splits
+from tuner.data.prepared import prepare
 from tuner.errors import DataMissing
-from tuner.registry import registry
+from tuner.plugins.registry import registry
 
 
 def test_real_mnist_through_the_real_loader(mnist_dir):
@@ -87,7 +88,7 @@ def test_data_is_loaded_once_per_process(tmp_path, monkeypatch):
     digits = registry().dataset("digits")
     calls = []
     original = digits.load
-    from tuner import data as data_module
+    from tuner.data import loading as data_module
 
     monkeypatch.setattr(data_module, "_SPLITS_CACHE", {})
     wrapped = type(digits)(**{**digits.__dict__, "load": lambda r: calls.append(1) or original(r)})
@@ -143,8 +144,8 @@ def test_a_python2_era_cifar_batch_still_loads(tmp_path):
 def test_a_slow_load_is_kept_as_tensors_and_loaded_again_only_when_the_files_change(tmp_path, monkeypatch):
     import time as clock
 
-    from tuner import data as data_module
     from tuner.contract import Dataset, Splits
+    from tuner.data import loading as data_module
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     folder = tmp_path / "data"

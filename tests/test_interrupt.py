@@ -11,8 +11,10 @@ import optuna
 import pytest
 import sqlalchemy
 
-from tuner import interrupt
-from tuner.run import OptimizeOptions, prepare_study, run_study
+from tuner.runtime import interrupt
+from tuner.study.options import OptimizeOptions
+from tuner.study.prepare import prepare_study
+from tuner.study.run import run_study
 
 
 class Terminated(KeyboardInterrupt):

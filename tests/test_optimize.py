@@ -15,7 +15,7 @@ import torch
 from conftest import TUNER, lenet_digits_db, run_tuner, wait_for_trials
 
 from tuner.contract import Hyperparameters
-from tuner.registry import registry
+from tuner.plugins.registry import registry
 
 STUDY_ARGS = ("optimize", "--plugin", "lenet-digits", "--trials", "6", "--epochs", "3", "--seed", "7",
               "--pruner", "median", "--pruner-startup", "1", "--pruner-warmup", "0", "--quiet")
@@ -102,7 +102,8 @@ def test_best_json_agrees_with_the_database_and_weights_predict(study_dir):
     state = torch.load(weights, weights_only=True)
     arch = registry().architecture("lenet")
     from tuner.contract import ImageShape
-    from tuner.data import load_splits, normalize
+    from tuner.data.loading import load_splits
+    from tuner.data.prepared import normalize
 
     model = arch.build(ImageShape(1, 28, 28, 10), Hyperparameters.from_dict(summary["params"]))
     model.load_state_dict(state)
@@ -116,9 +117,9 @@ def test_best_json_agrees_with_the_database_and_weights_predict(study_dir):
 
 @pytest.mark.slow
 def test_best_says_how_sure_the_win_is_from_the_examples_each_model_alone_gets_right(study_dir):
-    from tuner.artifacts import for_study
-    from tuner.engine import correct_examples
-    from tuner.replay import rebuild
+    from tuner.after.rebuild import rebuild
+    from tuner.storage.weights import for_study
+    from tuner.training.loop import correct_examples
 
     db = study_dir / "studies" / "lenet-digits.db"
     summary = json.loads(run_tuner("best", str(db), "--json", cwd=study_dir, check=True).stdout)
@@ -145,7 +146,7 @@ def test_best_says_how_sure_the_win_is_from_the_examples_each_model_alone_gets_r
 
 
 def test_a_tie_and_a_one_example_win_are_within_noise():
-    from tuner.study import difference
+    from tuner.after.summary import difference
 
     tie = difference(0.9861, 0.9861, 144, {"n": 144, "only_best": 0, "only_reference": 0})
     assert tie["within_noise"] and tie["se_points"] == 0

@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import TUNER, one_error_line, run_tuner, training, wait_for_trials
 
-from tuner.artifacts import StudyArtifacts
+from tuner.storage.weights import StudyArtifacts
 
 
 def load(db: Path, name: str = "mlp-digits") -> optuna.Study:

@@ -11,8 +11,9 @@ from conftest import one_error_line, pythonpath, run_tuner, write_cifar10
 
 from tuner.contract import Architecture, Dataset
 from tuner.errors import PairRefused, PluginError, PluginNotFound, UsageError
-from tuner.registry import PluginInfo, Registry, registry
-from tuner.run import contract_step, load_pair
+from tuner.plugins.pair import load_pair
+from tuner.plugins.registry import PluginInfo, Registry, registry
+from tuner.training.check import contract_step
 
 BUILTIN_ARCHITECTURES = {"alexnet", "tv-alexnet", "mlp", "sigmoid-mlp", "cnnnet", "lenet", "net",
                          "netwidth", "netdropout", "netbatchnorm"}
@@ -42,7 +43,7 @@ def test_listing_imports_no_plugin_module():
     import subprocess
     import sys
 
-    code = ("import sys; from tuner.registry import Registry; r = Registry.discover(); "
+    code = ("import sys; from tuner.plugins.registry import Registry; r = Registry.discover(); "
             "r.names('architecture'); print(any(m.startswith('tuner_plugins') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -13,7 +13,7 @@ import optuna
 import pytest
 from conftest import _real_server, lenet_digits_db, new_study, one_error_line, run_tuner
 
-from tuner.report import GREY, figures
+from tuner.after.report import GREY, figures
 
 STUDY_ARGS = ("optimize", "--plugin", "lenet-digits", "--trials", "8", "--epochs", "2", "--seed", "2",
               "--pruner-startup", "2", "--quiet")

@@ -1,4 +1,4 @@
-"""tuner.run as a library: what a process that calls run_study keeps after it returns."""
+"""tuner.study as a library: what a process that calls run_study keeps after it returns."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tuner.heap import collector_paused
-from tuner.run import OptimizeOptions, prepare_study, run_study
+from tuner.runtime.collector import collector_paused
+from tuner.study.options import OptimizeOptions
+from tuner.study.prepare import prepare_study
+from tuner.study.run import run_study
 
 
 class Node:

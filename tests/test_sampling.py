@@ -5,10 +5,10 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from tuner.run import make_pruner, make_sampler
-from tuner.sampling import SnapshotSampler
-from tuner.space import DEFAULT_SPACE, sample
-from tuner.study import locate, storage_for
+from tuner.storage.location import locate
+from tuner.storage.opening import storage_for
+from tuner.study.samplers import SnapshotSampler, make_pruner, make_sampler
+from tuner.training.space import DEFAULT_SPACE, sample
 
 
 def _objective(trial: optuna.Trial) -> float:

@@ -7,8 +7,9 @@ import pytest
 
 from tuner.contract import Choice, Fixed, FloatRange, IntRange
 from tuner.errors import UsageError
-from tuner.registry import registry
-from tuner.space import (
+from tuner.plugins.registry import registry
+from tuner.testing import reference_outside_space
+from tuner.training.space import (
     build_space,
     fixed_params_for,
     hyperparameters,
@@ -17,7 +18,6 @@ from tuner.space import (
     sample,
     sample_reference,
 )
-from tuner.testing import reference_outside_space
 
 
 def test_parse_entries():

@@ -12,8 +12,10 @@ import optuna
 import pytest
 from conftest import TUNER, run_tuner, wait_for_trials
 
-from tuner import study as study_module
-from tuner.run import OptimizeOptions, prepare_study, run_study
+from tuner.storage import opening as study_module
+from tuner.study.options import OptimizeOptions
+from tuner.study.prepare import prepare_study
+from tuner.study.run import run_study
 
 ARGS = ["optimize", "--plugin", "mlp-digits", "--trials", "50", "--quiet"]
 
@@ -72,7 +74,7 @@ def test_a_killed_trial_is_failed_as_killed_and_the_reference_runs_again(tmp_pat
 
 @pytest.mark.slow
 def test_a_killed_run_resumed_at_once_fails_its_trial_without_waiting_for_the_heartbeat(tmp_path):
-    """Same machine, process gone: the resume knows at once (tuner.proc), no 60 s grace."""
+    """Same machine, process gone: the resume knows at once (tuner.runtime.liveness), no 60 s grace."""
     proc = start_and_wait_for_trial_zero(tmp_path, epochs=100)
     proc.kill()
     proc.communicate(timeout=60)
@@ -88,7 +90,7 @@ def test_a_killed_run_resumed_at_once_fails_its_trial_without_waiting_for_the_he
 
 
 def test_only_a_process_of_this_host_that_is_gone_is_known_dead():
-    from tuner import proc
+    from tuner.runtime import liveness as proc
 
     me = proc.identity()
     assert not proc.known_dead(me)

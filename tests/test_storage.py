@@ -12,7 +12,8 @@ import optuna
 import pytest
 from conftest import run_tuners_together
 
-from tuner.study import Location, sqlite_url, storage_for
+from tuner.storage.location import Location, sqlite_url
+from tuner.storage.opening import storage_for
 
 PROCESSES = 4
 
@@ -22,7 +23,8 @@ import sys, time
 from pathlib import Path
 import optuna
 from tuner.errors import StudyError
-from tuner.study import Location, sqlite_url, storage_for
+from tuner.storage.location import Location, sqlite_url
+from tuner.storage.opening import storage_for
 
 me, sync, action, *paths = sys.argv[1:]
 sync = Path(sync)

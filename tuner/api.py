@@ -9,54 +9,74 @@ CLI's one-line message; Optuna's INFO logs stay quiet unless ``verbose=True``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import inspect
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["best", "optimize", "trials"]
 
+
 def _quiet(verbose: bool) -> None:
     import optuna
 
-    from tuner.errors import quiet_libraries
+    from tuner.runtime.logs import quiet_libraries
 
     quiet_libraries()
     if verbose:
         optuna.logging.set_verbosity(optuna.logging.INFO)
 
 
-def optimize(plugin: str, trials: int | None = None, *, study: str | None = None, db: str | None = None,
-             storage: str | None = None, timeout: float | None = None, epochs: int | None = None,
-             seed: int | None = None, device: str = "auto", data_dir: str | None = None,
-             max_train: int | None = None, sampler: str = "tpe", pruner: str = "median", pruner_startup: int = 3,
-             pruner_warmup: int = 0, space: Sequence[str] = (), params: str | None = None, jobs: int = 1,
-             compile: bool = False, artifacts: str | None = None, keep: int | None = None,
-             verbose: bool = False) -> dict[str, Any]:
+def optimize(plugin: str, trials: int | None = None, *, verbose: bool = False, **options: Any) -> dict[str, Any]:
     """Run (or resume) a study, as ``tuner optimize`` does; returns what ``tuner best --json``
-    prints. ``trials`` defaults to 20 (1 with ``params``). A KeyboardInterrupt stores the running
-    trial as interrupted and propagates."""
-    from tuner.insight import remember
-    from tuner.run import OptimizeOptions, measure_test_accuracy, prepare_study, run_study
-    from tuner.study import best_summary
+    prints. Takes every option of ``tuner optimize`` by its field name in
+    :class:`tuner.study.options.OptimizeOptions` (``epochs=``, ``space=[...]``, ``mlflow=``, ...),
+    with the same defaults; ``trials`` defaults to 20 (1 with ``params``). A KeyboardInterrupt
+    stores the running trial as interrupted and propagates."""
+    from tuner.after.importance import remember
+    from tuner.after.summary import best_summary
+    from tuner.after.tracking import loggers
+    from tuner.errors import UsageError
+    from tuner.study.options import OptimizeOptions
+    from tuner.study.prepare import prepare_study
+    from tuner.study.run import run_study
+    from tuner.study.testset import measure_test_accuracy
 
     _quiet(verbose)
-    if trials is None:
-        trials = 1 if params else 20
-    options = OptimizeOptions(
-        plugin=plugin, trials=trials, study=study, db=db, storage=storage, timeout=timeout, epochs=epochs,
-        seed=seed, device=device, data_dir=data_dir, max_train=max_train, sampler=sampler, pruner=pruner,
-        pruner_startup=pruner_startup, pruner_warmup=pruner_warmup, space=tuple(space), jobs=jobs,
-        compile=compile, artifacts=artifacts, keep=keep, params=params,
-    )
-    prepared = prepare_study(options)
-    run_study(prepared, trials, timeout, jobs=jobs)
+    unknown = sorted(set(options) - set(OptimizeOptions.names()) - {"val_fraction"})
+    if unknown:
+        raise UsageError(f"tuner.optimize() got unknown option(s) {', '.join(unknown)}; it takes "
+                         f"{', '.join(n for n in OptimizeOptions.names() if n != 'plugin')}")
+    chosen = OptimizeOptions(plugin=plugin, trials=trials, **options)
+    callbacks = loggers(chosen.mlflow, chosen.study or plugin, plugin)
+    prepared = prepare_study(chosen)
+    run_study(prepared, chosen.trials, chosen.timeout, callbacks=callbacks, jobs=chosen.jobs)
     measure_test_accuracy(prepared)
     remember(prepared.study)
     return best_summary(prepared.study, prepared.location.db_path)
 
 
+def _signature() -> inspect.Signature:
+    """``optimize``'s signature as help() and editors show it: every option with its default."""
+    import dataclasses
+
+    from tuner.study.options import OptimizeOptions
+
+    params = [inspect.Parameter("plugin", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str),
+              inspect.Parameter("trials", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)]
+    for f in dataclasses.fields(OptimizeOptions):
+        if f.name not in ("plugin", "trials", "val_fraction"):
+            params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default))
+    params.append(inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=False))
+    return inspect.Signature(params)
+
+
+optimize.__signature__ = _signature()  # type: ignore[attr-defined]
+
+
 def best(db: str, study: str | None = None, *, verbose: bool = False) -> dict[str, Any]:
     """What ``tuner best DB --json`` prints."""
-    from tuner.study import best_summary, open_study
+    from tuner.after.summary import best_summary
+    from tuner.storage.opening import open_study
 
     _quiet(verbose)
     opened, location = open_study(db, study)
@@ -66,8 +86,10 @@ def best(db: str, study: str | None = None, *, verbose: bool = False) -> dict[st
 def trials(db: str, study: str | None = None, *, state: Iterable[str] = (), sort: str = "number",
            limit: int | None = None, verbose: bool = False) -> dict[str, Any]:
     """What ``tuner trials DB --json`` prints: ``{"study", "counts", "trials": [...]}``."""
+    from tuner.after.summary import trials_json
     from tuner.errors import UsageError
-    from tuner.study import STATE_NAMES, open_study, select_trials, trials_json
+    from tuner.storage.opening import open_study
+    from tuner.storage.records import SORTS, STATE_NAMES, select_trials
 
     _quiet(verbose)
     wanted = set()
@@ -75,8 +97,8 @@ def trials(db: str, study: str | None = None, *, state: Iterable[str] = (), sort
         if s not in STATE_NAMES:
             raise UsageError(f"state {s!r}: choose from {', '.join(STATE_NAMES)}")
         wanted.add(STATE_NAMES[s])
-    if sort not in ("number", "value", "duration"):
-        raise UsageError(f"sort {sort!r}: choose number, value or duration")
+    if sort not in SORTS:
+        raise UsageError(f"sort {sort!r}: choose {', '.join(SORTS[:-1])} or {SORTS[-1]}")
     if limit is not None and limit < 1:
         raise UsageError(f"limit must be at least 1, got {limit}")
     opened, _ = open_study(db, study)

@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from tuner.errors import PairRefused
 
@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # annotations only: reading a study's settings need not impor
 
 __all__ = [
     "CONTRACT_VERSION",
+    "OPTIMIZERS",
+    "SCHEDULERS",
     "Architecture",
     "Choice",
     "DataRequest",
@@ -55,6 +57,9 @@ CONTRACT_VERSION = 1
 
 OptimizerName = Literal["sgd", "adam", "adamw"]
 SchedulerName = Literal["plateau", "step", "none"]
+#: The optimizer and scheduler names a :class:`Hyperparameters` takes (the CLI and checks read them here).
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
+SCHEDULERS: tuple[str, ...] = get_args(SchedulerName)
 
 
 @dataclass(frozen=True)
@@ -220,16 +225,21 @@ class Hyperparameters:
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.optimizer not in ("sgd", "adam", "adamw"):
-            raise ValueError(f"optimizer must be sgd, adam or adamw, got {self.optimizer!r}")
-        if self.scheduler not in ("plateau", "step", "none"):
-            raise ValueError(f"scheduler must be plateau, step or none, got {self.scheduler!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be {_either(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be {_either(SCHEDULERS)}, got {self.scheduler!r}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0 < self.plateau_factor < 1:
             raise ValueError(f"plateau_factor must be in (0, 1), got {self.plateau_factor}")
+
+
+def _either(names: tuple[str, ...]) -> str:
+    """``sgd, adam or adamw``."""
+    return f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,8 +5,6 @@ Every message says what was wrong and what to do about it.
 
 from __future__ import annotations
 
-import logging
-
 
 class TunerError(Exception):
     """Base of every error meant for a person rather than a traceback."""
@@ -55,19 +53,22 @@ class StudyError(TunerError):
     """A study database is missing, not a study, corrupt, empty or ambiguous."""
 
 
+class WeightsError(StudyError):
+    """Weights could not be written (disk full, read-only folder) or read back (damaged)."""
+
+
 class TrialFailed(Exception):
     """Ends one trial as FAIL with a reason; the study goes on. Not shown as an error."""
 
 
-def quiet_libraries() -> None:
-    """Keep the libraries' own log lines off a user's terminal (each process that runs trials).
+def message_line(e: BaseException, limit: int = 300) -> str:
+    """The first line of ``e``'s message (a driver's SQL dump or a traceback-like text cut off),
+    or its type's name when it says nothing."""
+    text = str(e).strip()
+    return text.splitlines()[0][:limit] if text else type(e).__name__
 
-    Optuna's per-trial lines would repeat the console's; torch.compile on a machine without
-    CUDA warns that it found no CUDA runtime (true and harmless); SQLAlchemy logs a traceback
-    when Ctrl-C lands inside a query and it closes the cursor afterwards, while the exception
-    itself is what tuner reports."""
-    import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    logging.getLogger("sqlalchemy").setLevel(logging.CRITICAL)
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """``TypeName: first line of the message`` (or the type alone): how tuner names a library's error."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {message_line(e, limit)}" if text else type(e).__name__

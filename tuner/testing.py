@@ -23,12 +23,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tuner.checks import StepReport, build_model, default_hyperparameters, one_step
 from tuner.contract import Architecture, DataRequest, Dataset, Fixed, FloatRange, ImageShape, IntRange, Splits
-from tuner.data import fit_shape, load_splits, normalize, splits_problems
+from tuner.data.loading import load_splits
+from tuner.data.prepared import fit_shape, normalize
 from tuner.errors import PairRefused
-from tuner.registry import registry
-from tuner.space import applies, build_space
+from tuner.plugins.checks import StepReport, build_model, default_hyperparameters, one_step, splits_problems
+from tuner.plugins.registry import registry
+from tuner.training.space import applies, build_space
 
 __all__ = [
     "DEFAULT_SHAPES",

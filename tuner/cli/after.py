@@ -1,0 +1,126 @@
+"""``tuner reproduce``, ``tuner report``, ``tuner dashboard`` and ``tuner export``: what is made
+from a finished study."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from tuner.after.formats import FORMATS
+from tuner.cli.app import DATA_DIR_HELP, STUDY_HELP, app, out
+from tuner.cli.reading import open_target
+from tuner.errors import UsageError
+
+
+@app.command()
+@click.argument("db")
+@click.option("--trial", "number", type=int, required=True, help="The trial to re-train (see `tuner trials`).")
+@click.option("--study", help=STUDY_HELP)
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Largest per-epoch drift of validation accuracy accepted, in percentage points.")
+@click.option("--device", help="cpu, cuda or cuda:N (default: the trial's own when this machine has it, else cpu).")
+@click.option("--data-dir", help=DATA_DIR_HELP)
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: trial, stored, reproduced (per-epoch validation accuracy), max_drift, environment.")
+def reproduce(db: str, number: int, study: str | None, tolerance: float, device: str | None,
+              data_dir: str | None, as_json: bool) -> None:
+    """Re-train one stored trial from its recipe and compare it with what was stored, epoch by epoch.
+
+    Exits 1 when the largest drift exceeds --tolerance."""
+    from tuner.after.rebuild import trained_trial
+    from tuner.after.reproduce import reproduce as replay
+    from tuner.after.summary import pct
+    from tuner.cli.views import environment_line
+    from tuner.data.loading import default_data_dir
+
+    opened, _ = open_target(db, study)
+    trained_trial(opened, number)  # a wrong number is one line, before any header
+
+    def show(epoch: int, stored: float, reproduced: float) -> None:
+        if not as_json:
+            out.print(f"{epoch:>5}  {pct(stored):>8}  {pct(reproduced):>10}  {100 * (reproduced - stored):+6.2f}")
+
+    if not as_json:
+        out.print(f"re-training trial {number} of {opened.study_name} with its stored seed and settings")
+        out.print("epoch    stored  reproduced   drift")
+    result = replay(opened, number, default_data_dir(data_dir), device, on_epoch=show)
+    within = result.max_drift <= tolerance
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        verdict = "reproduced" if within else "[red]not reproduced[/red]"
+        out.print(f"largest drift {result.max_drift:.2f} points (tolerance {tolerance:g}): {verdict}")
+        out.print(environment_line(result.environment), soft_wrap=True)
+    if not within:
+        sys.exit(1)
+
+
+@app.command()
+@click.argument("db")
+@click.option("--study", help=STUDY_HELP)
+@click.option("-o", "--output", "output", metavar="FILE.html", help="Where to write it (default: STUDY-report.html).")
+def report(db: str, study: str | None, output: str | None) -> None:
+    """One HTML file that opens offline: history, per-epoch curves, importance, parallel
+    coordinates, slices, lr x batch size, and a timeline per worker."""
+    from tuner.after.report import write_report
+
+    opened, location = open_target(db, study)
+    path = Path(output or f"{opened.study_name}-report.html")
+    if path.is_dir():
+        raise UsageError(f"-o {path} is a folder; give a file name such as {path / 'report.html'}")
+    done = write_report(opened, location.db_path, location.shown, path)
+    out.print(f"wrote {done['path']}: {len(done['plots'])} plots ({', '.join(done['plots'])}); it opens offline",
+              soft_wrap=True)
+
+
+@app.command()
+@click.argument("db")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+def dashboard(db: str, port: int) -> None:
+    """optuna-dashboard on the study, on 127.0.0.1 only, with the hyperparameters' own names
+    (needs tuner[dashboard]). Ctrl-C stops it."""
+    from tuner.after.dashboard import HOST, listen, serve
+    from tuner.storage.location import locate_target
+    from tuner.storage.opening import load_existing, storage_for, study_names
+
+    location = locate_target(db)
+    storage = storage_for(location, create=False)
+    for name in study_names(storage) or [None]:
+        load_existing(location, name)  # the checks `best` makes, on every study in the file
+    server = listen(storage, port)
+    out.print(f"optuna-dashboard on http://{HOST}:{port}/ for {location.shown} (Ctrl-C stops it)", soft_wrap=True)
+    serve(server)
+
+
+@app.command("export")
+@click.argument("db")
+@click.option("--trial", "number", type=int, help="The trial to export (default: the best).")
+@click.option("--study", help=STUDY_HELP)
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), required=True,
+              help="torchscript: DIR/model.pt (torch.jit.load); onnx: DIR/model.onnx (needs tuner[onnx]).")
+@click.option("-o", "--output", "output", required=True, metavar="DIR", help="Folder to write into (created).")
+@click.option("--force", is_flag=True, help="Replace a model already exported into DIR.")
+@click.option("--data-dir", help=DATA_DIR_HELP)
+def export_command(db: str, number: int | None, study: str | None, fmt: str, output: str, force: bool,
+                   data_dir: str | None) -> None:
+    """Write a trial's model as TorchScript or ONNX, with model.json; verified on the test set first."""
+    from tuner.after.export import export
+    from tuner.after.summary import pct
+    from tuner.data.loading import default_data_dir
+
+    opened, location = open_target(db, study)
+    done = export(opened, location.db_path, number, fmt, Path(output), default_data_dir(data_dir), force=force)
+    card, check = done.card, done.card["verification"]
+    out.print(f"exported trial {card['trial']} of {card['study']} as {fmt}: {done.model_file}, "
+              f"{done.folder / 'model.json'}", soft_wrap=True)
+    stored = f" (stored {pct(check['test_accuracy_stored'])})" if check["test_accuracy_stored"] is not None else ""
+    if check["compared"]:
+        out.print(f"verified on {check['test_examples']:,} test examples: largest logit difference "
+                  f"{check['max_abs_diff']:.2g}, test accuracy {pct(check['test_accuracy_exported'])}{stored}")
+    else:
+        out.print("[yellow]not compared:[/yellow] onnxruntime is not installed, so only the ONNX file's structure "
+                  "was checked (pip install 'tuner[onnx]'); PyTorch test accuracy "
+                  f"{pct(check['test_accuracy_pytorch'])}{stored}", soft_wrap=True)

@@ -1,0 +1,94 @@
+"""``tuner optimize``: its flags built from :class:`~tuner.study.options.OptimizeOptions`, a live
+view while trials run, the summary when they end."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from tuner.cli.app import app, err, out
+from tuner.cli.reading import print_summary
+from tuner.runtime import interrupt
+from tuner.study.options import Flag, OptimizeOptions
+
+
+def _click_option(f: dataclasses.Field) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The click option of one field of OptimizeOptions."""
+    flag: Flag = f.metadata["flag"]
+    names = [f"--{f.name.replace('_', '-')}", *([flag.short] if flag.short else [])]
+    kwargs: dict[str, Any] = {"help": flag.help, "metavar": flag.metavar, "required": flag.required,
+                              "show_default": flag.show_default}
+    if flag.is_flag:
+        kwargs["is_flag"] = True
+    elif flag.multiple:
+        kwargs["multiple"] = True
+    else:
+        kwargs["default"] = f.default
+    if isinstance(flag.type, tuple):
+        kwargs["type"] = click.Choice(flag.type)
+    elif flag.type == "path":
+        kwargs["type"] = click.Path(dir_okay=False)
+    elif flag.type is not None:
+        kwargs["type"] = flag.type
+    return click.option(*names, f.name, **kwargs)
+
+
+def _with_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Every OptimizeOptions field that is a flag, in the dataclass's order (as --help lists them)."""
+    for f in reversed([f for f in dataclasses.fields(OptimizeOptions) if "flag" in f.metadata]):
+        command = _click_option(f)(command)
+    return command
+
+
+@app.command()
+@_with_options
+@click.option("--quiet", "-q", is_flag=True, help="One line per trial, no live display.")
+def optimize(quiet: bool, **fields: Any) -> None:
+    """Run (or resume) a study: the reference settings first, then sampled ones."""
+    from tuner.runtime.collector import collector_paused
+
+    interrupt.stop_like_ctrl_c()
+    with collector_paused():  # start-up makes long-lived objects, not garbage
+        from tuner.after.importance import remember
+        from tuner.after.tracking import loggers
+        from tuner.cli.progress import StudyProgress
+        from tuner.study.prepare import prepare_study
+        from tuner.study.run import run_study
+        from tuner.study.testset import measure_test_accuracy
+
+        options = OptimizeOptions(**fields)
+        progress = StudyProgress(out, options.trials, live=out.is_terminal, quiet=quiet)
+        callbacks = [progress, *loggers(options.mlflow, options.study or options.plugin, options.plugin)]
+        prepared = prepare_study(options, listener=progress)
+    _print_start(prepared)
+    stop = None
+    with progress:
+        try:
+            run_study(prepared, options.trials, options.timeout, callbacks=callbacks, jobs=options.jobs)
+        except KeyboardInterrupt as e:
+            stop = e
+    if stop is not None:
+        err.print(f"interrupted: the running trial{'s are' if options.jobs > 1 else ' is'} stored as failed; "
+                  "run the same command to resume")
+    else:
+        measure_test_accuracy(prepared)
+        remember(prepared.study)
+    print_summary(prepared.study, prepared.location)
+    if stop is not None:
+        sys.exit(interrupt.exit_status(stop))
+
+
+def _print_start(prepared: Any) -> None:
+    s, jobs = prepared.settings, prepared.options.jobs
+    stored = len(prepared.study.get_trials(deepcopy=False))
+    out.print(
+        f"study {prepared.study.study_name} in {prepared.location.shown} "
+        f"({'new' if prepared.created else f'resumed, {stored} trials stored'}) · "
+        f"{prepared.device}{f' · {jobs} trials at once' if jobs > 1 else ''} · {s['epochs']} epochs/trial · "
+        f"{len(prepared.data.train_y):,} train / {len(prepared.data.val_y):,} validation examples"
+    )
+    out.print(f"weights kept in {prepared.artifacts.shown}", soft_wrap=True)

@@ -1,0 +1,8 @@
+"""The process around a study: signals, the garbage collector, process liveness, logs, folders.
+
+- :mod:`tuner.runtime.interrupt`: Ctrl-C, SIGTERM and SIGHUP noted and raised where stopping is safe.
+- :mod:`tuner.runtime.collector`: the start-up heap kept out of the garbage collector's walks.
+- :mod:`tuner.runtime.liveness`: which process runs a trial, and whether it is still alive.
+- :mod:`tuner.runtime.logs`: the libraries' own log lines kept off a person's terminal.
+- :mod:`tuner.runtime.folders`: the per-user cache folder.
+"""

@@ -1,0 +1,12 @@
+"""Storage: where a study lives, opening it safely, what it records, and its weights.
+
+- :mod:`tuner.storage.location`: a path or URL made a location; passwords never shown.
+- :mod:`tuner.storage.sqlite`: a SQLite file checked before Optuna opens it, and its settings.
+- :mod:`tuner.storage.opening`: a study's storage opened, locked, closed at exit; write errors named.
+- :mod:`tuner.storage.records`: every key tuner stores, a typed reading of a trial, the study's records.
+- :mod:`tuner.storage.stale`: trials whose process died, failed (and a killed reference queued again).
+- :mod:`tuner.storage.stores`: where a study's artifact store is, and the stores themselves.
+- :mod:`tuner.storage.weights`: a trial's weights saved, found, checked and tidied.
+
+Nothing here imports torch at module level, nor the modules that train or run a study.
+"""

@@ -1,0 +1,173 @@
+"""What tuner stores on a study and its trials: every attribute key, a typed reading of a trial,
+and the study-level records read back (best, reference, counts, runs, test accuracy).
+
+Every key is written here once; modules that read a study import this one, not the modules that
+train (and torch with them).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.errors import StudyError
+
+# -- trial user attributes ---------------------------------------------------------------------
+REFERENCE = "reference"  # the enqueued reference (hand-picked settings)
+HPARAMS = "hparams"  # the trial's full Hyperparameters.as_dict()
+HISTORY = "history"  # one row per epoch: epoch, train_loss, val_loss, val_accuracy, lr, seconds
+RECIPE = "recipe"  # what re-training it needs (tuner.after.rebuild reads it)
+PROCESS = "process"  # {"host", "pid", "started"} of the process running it (tuner.runtime.liveness)
+FAIL_REASON = "fail_reason"  # why it failed; a FAIL without one was killed
+PRUNE_REASON = "prune_reason"  # why the pruner stopped it
+WEIGHTS = "weights"  # {"artifact_id", "sha256", "bytes", "file"}, or a path (before the store)
+ZERO_SWITCH = "_is_zero"  # param-name suffix: "0 or a log range" is sampled as this switch + the range
+INTERRUPTED = "interrupted"  # FAIL_REASON of a trial stopped by Ctrl-C, SIGTERM or SIGHUP
+
+# -- study user attributes ---------------------------------------------------------------------
+PROVENANCE = "provenance"  # plugins and versions, settings, seed, split sizes, the space: at creation
+STORE = "artifacts"  # where the artifact store is (tuner.storage.stores)
+KEEP = "keep"  # how many of the best trials keep their weights (--keep)
+TEST_ACCURACY = "test_accuracy"  # {trial number: test accuracy}, measured once per best
+PAIRED = "paired"  # examples only the best or only the reference gets right (paired SE)
+IMPORTANCE = "importance"  # importance computed when a run ended (tuner.after.importance)
+# Each `tuner optimize` on a study records how it ran, under a key of its own ("run:" + start
+# time + process id): two terminals resuming one study at once both keep theirs, which one
+# list read, extended and written back would not.
+RUN_PREFIX = "run:"
+
+KILLED = "its process stopped without a word (killed, or the machine went down)"
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """A trial as tuner recorded it, typed: what the summary, the console, tracking and
+    ``reproduce`` read, instead of each its own ``user_attrs.get``."""
+
+    number: int
+    state: str
+    value: float | None
+    hparams: dict[str, Any]
+    history: list[dict[str, float]]
+    duration_s: float | None
+    reason: str | None  # why it was pruned or failed (KILLED for a FAIL with none)
+    reference: bool
+    started: datetime.datetime | None = None
+    completed: datetime.datetime | None = None
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+
+def view(trial: FrozenTrial) -> TrialView:
+    attrs = trial.user_attrs
+    reason = attrs.get(PRUNE_REASON) if trial.state == TrialState.PRUNED else None
+    if trial.state == TrialState.FAIL:
+        reason = attrs.get(FAIL_REASON) or trial.system_attrs.get(FAIL_REASON) or KILLED
+    return TrialView(
+        number=trial.number,
+        state=trial.state.name,
+        value=trial.value if trial.state == TrialState.COMPLETE else None,
+        hparams=dict(attrs.get(HPARAMS, trial.params)),
+        history=list(attrs.get(HISTORY, [])),
+        duration_s=trial.duration.total_seconds() if trial.duration else None,
+        reason=reason,
+        reference=bool(attrs.get(REFERENCE)),
+        started=trial.datetime_start,
+        completed=trial.datetime_complete,
+    )
+
+
+def is_tuner_trial(trial: FrozenTrial) -> bool:
+    """Whether tuner's marks are on the trial (studies of early versions have no provenance)."""
+    return REFERENCE in trial.user_attrs or HPARAMS in trial.user_attrs
+
+
+def rank(value: float, number: int) -> tuple[float, int]:
+    """Sort key, best first: higher value, then the earlier trial."""
+    return -value, number
+
+
+def best_first(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The completed trials among ``trials``, best first."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    return sorted(done, key=lambda t: rank(t.value, t.number))
+
+
+def references(study: optuna.Study) -> list[FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(REFERENCE)]
+
+
+def reference_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The reference trial; the completed one when an interrupted reference was run again."""
+    found = references(study)
+    done = [t for t in found if t.state == TrialState.COMPLETE]
+    return (done or found or [None])[0]
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial:
+    ranked = best_first(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if not ranked:
+        raise StudyError(
+            f"study {study.study_name!r} has no completed trial yet; run `tuner optimize` on it"
+        )
+    return ranked[0]
+
+
+def provenance(study: optuna.Study) -> dict[str, Any]:
+    return dict(study.user_attrs.get(PROVENANCE, {}))
+
+
+def test_accuracies(study: optuna.Study) -> dict[int, float]:
+    return {int(k): v for k, v in study.user_attrs.get(TEST_ACCURACY, {}).items()}
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def record_run(study: optuna.Study, entry: dict[str, Any]) -> None:
+    started = datetime.datetime.now(datetime.UTC)
+    study.set_user_attr(f"{RUN_PREFIX}{started.isoformat(timespec='microseconds')}:{os.getpid()}",
+                        {"started": started.isoformat(timespec="seconds"), **entry})
+
+
+def runs(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every recorded run of ``tuner optimize`` on the study, oldest first."""
+    attrs = study.user_attrs
+    return [attrs[k] for k in sorted(k for k in attrs if k.startswith(RUN_PREFIX))]
+
+
+#: ``--state`` names, as a person types them, and the trial states they mean.
+STATE_NAMES = {"complete": "COMPLETE", "completed": "COMPLETE", "pruned": "PRUNED", "fail": "FAIL",
+               "failed": "FAIL", "running": "RUNNING"}
+#: ``--sort`` orders.
+SORTS = ("number", "value", "duration")
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    counts = {s: 0 for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
+
+
+def select_trials(study: optuna.Study, states: set[str] | frozenset[str] = frozenset(), sort: str = "number",
+                  limit: int | None = None) -> list[TrialView]:
+    """The trials in ``states`` (all when empty), ordered by ``number``, ``value`` (best first) or
+    ``duration`` (longest first), at most ``limit``."""
+    views = [view(t) for t in study.get_trials(deepcopy=False)]
+    if states:
+        views = [v for v in views if v.state in states]
+    if sort == "value":
+        views.sort(key=lambda v: (v.value is None, *rank(v.value or 0, v.number)))
+    elif sort == "duration":
+        views.sort(key=lambda v: -(v.duration_s or 0))
+    return views[:limit]

@@ -1,0 +1,43 @@
+"""Trials whose process died: failed at once when the process is known gone, or by Optuna's
+heartbeat after its grace; a killed reference is queued again, since every study keeps its baseline."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.runtime.liveness import known_dead
+from tuner.storage import records
+
+# A running trial records a heartbeat this often; one silent for GRACE_S is failed as killed
+# (SIGKILL, out of host memory, a lost machine) by the next trial any process starts on the
+# study. One write per HEARTBEAT_S, whatever the epoch length; its cost: docs/benchmarks.md.
+HEARTBEAT_S = 15
+GRACE_S = 60
+
+
+def killed_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Optuna's heartbeat has failed a trial whose heartbeat stopped. A killed reference is queued
+    again, as an interrupted one is."""
+    if not trial.user_attrs.get(records.REFERENCE):
+        return
+    others = [t for t in records.references(study) if t.number != trial.number]
+    if all(t.state == TrialState.FAIL for t in others):
+        study.enqueue_trial(trial.params, user_attrs={records.REFERENCE: True})
+
+
+def fail_dead_trials(study: optuna.Study) -> list[int]:
+    """Fail the running trials whose process is known to be gone (same host, pid not alive)
+    at once, instead of after the heartbeat's grace; the numbers failed."""
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not known_dead(trial.user_attrs.get(records.PROCESS)):
+            continue
+        try:  # no fail_reason, as for a trial the heartbeat fails: shown as KILLED
+            # Private API: Optuna has no public call to finish another process's trial (its own
+            # heartbeat uses this one). Pinned by tests/storage/test_optuna_private.py.
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process failed it first
+        failed.append(trial.number)
+    return failed

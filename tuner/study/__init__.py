@@ -1,0 +1,9 @@
+"""The study: ``tuner optimize``'s options, preparing a study, running it, and its sampler.
+
+- :mod:`tuner.study.options`: every option of ``tuner optimize``, defined once.
+- :mod:`tuner.study.samplers`: the sampler and pruner ``--sampler`` and ``--pruner`` name.
+- :mod:`tuner.study.prepare`: a study opened or created and made ready to run, in named steps.
+- :mod:`tuner.study.run`: trials run, in this process or in ``--jobs`` workers.
+- :mod:`tuner.study.parallel`: the ``--jobs`` worker processes.
+- :mod:`tuner.study.testset`: the test set, touched once when a study ends.
+"""

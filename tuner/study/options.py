@@ -1,0 +1,146 @@
+"""Every option of ``tuner optimize``, defined once: the dataclass the CLI's flags and the Python
+API's keywords are built from, each field with its default, its help and its check.
+
+To add an option: a field here with :func:`option` (its help and how it reads on the command
+line) and its check in :meth:`OptimizeOptions.validate`; ``tuner optimize --NAME`` and
+``tuner.optimize(..., NAME=)`` then take it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuner.data.split import DEFAULT_VAL_FRACTION
+from tuner.errors import UsageError
+from tuner.storage.location import hide_password
+from tuner.storage.stores import spec_for_option
+from tuner.study.samplers import MAX_SEED, PRUNERS, SAMPLERS
+
+DEFAULT_TRIALS = 20
+DEFAULT_EPOCHS = 10
+DEFAULT_SEED = 0
+MAX_JOBS = 64
+_NAME_MAX = 200  # a study name is a file name (plus ".db", ".artifacts") in the studies folder
+_DATA_DIR_HELP = "Dataset folder (default: $TUNER_DATA_DIR, else ~/.cache/tuner/data)."
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How one option reads on the command line (``tuner.cli.optimize`` builds click options from these)."""
+
+    help: str
+    type: Any = None  # int, float, a tuple of choices, or "path"
+    short: str | None = None
+    metavar: str | None = None
+    multiple: bool = False
+    is_flag: bool = False
+    required: bool = False
+    show_default: bool = False
+
+
+def option(default: Any, help: str, **flag: Any) -> Any:
+    """A field of :class:`OptimizeOptions` that is also a flag of ``tuner optimize``."""
+    return field(default=default, metadata={"flag": Flag(help=help, **flag)})
+
+
+@dataclass
+class OptimizeOptions:
+    """Everything ``tuner optimize`` takes. ``None`` means: the stored value, else the default."""
+
+    plugin: str = option(None, "What to tune, e.g. alexnet-mnist.", short="-p", metavar="ARCH-DATASET",
+                         required=True)
+    trials: int | None = option(None, "New trials to run now; a resumed study adds this many to those it "
+                                f"holds [default: {DEFAULT_TRIALS}; 1 with --params].", type=int)
+    study: str | None = option(None, "Study name (default: the plugin).")
+    db: str | None = option(None, "SQLite file (default: studies/<study>.db).")
+    storage: str | None = option(None, "Any SQLAlchemy database URL, instead of --db.")
+    timeout: float | None = option(None, "Start no trial after SECONDS.", type=float)
+    epochs: int | None = option(None, f"Epochs per trial (default {DEFAULT_EPOCHS}; a study keeps its own).",
+                                type=int)
+    seed: int | None = option(None, f"Seed of sampler, split and weights (default {DEFAULT_SEED}; a study keeps "
+                              "its own).", type=int)
+    device: str = option("auto", "auto, cpu, cuda or cuda:N.", show_default=True)
+    data_dir: str | None = option(None, _DATA_DIR_HELP)
+    max_train: int | None = option(None, "Cap on training examples, for quick runs; the validation part is cut "
+                                   "to the same proportion (N/9 at the default 10%). A study keeps it.", type=int)
+    sampler: str = option("tpe", "How trials are drawn.", type=tuple(SAMPLERS), show_default=True)
+    pruner: str = option("median", "How hopeless trials are stopped.", type=tuple(PRUNERS), show_default=True)
+    pruner_startup: int = option(3, "median: trials that complete before any is pruned.", type=int,
+                                 show_default=True)
+    pruner_warmup: int = option(0, "median: epochs a trial trains before it can be pruned.", type=int,
+                                show_default=True)
+    space: Sequence[str] = option((), "Override the search space: lr=1e-5:1e-1:log, batch_size=32,64, "
+                                  "dropout=0.3, or a TOML file. Repeatable.", multiple=True,
+                                  metavar="NAME=SPEC|FILE.toml")
+    params: str | None = option(None, "Train exactly these hyperparameters (the output of `tuner best --json`, "
+                                'or {"lr": 0.01, ...}): each is pinned, and no reference trial is queued.',
+                                type="path", metavar="FILE.json")
+    jobs: int = option(1, "Trials trained at once on the device, each in its own process (small models cannot "
+                       "fill a GPU alone). With more than 1, --seed no longer fixes the draws.", type=int,
+                       short="-j", show_default=True)
+    compile: bool = option(False, "torch.compile each trial's model: the first trial pays the compile time, "
+                           "later ones reuse it. Pays on a GPU for long trials; on a CPU it did not "
+                           "(docs/benchmarks.md).", is_flag=True)
+    artifacts: str | None = option(None, "Where the study keeps trial weights (default: beside the .db file, "
+                                   "studies/x.db -> studies/x.artifacts/). Stored in the study: later runs and "
+                                   "`best` find it.", metavar="DIR|s3://BUCKET")
+    keep: int | None = option(None, "Keep the weights of the K best trials, not only the best (a study keeps "
+                              "it).", type=int)
+    mlflow: str | None = option(None, "Log each trial to MLflow as one run: hyperparameters, per-epoch metrics, "
+                                "state (sqlite:///mlflow.db, http://host:5000; needs tuner[mlflow]).",
+                                metavar="URI")
+    val_fraction: float = DEFAULT_VAL_FRACTION  # not a flag: a study keeps its own
+
+    def __post_init__(self) -> None:
+        if self.trials is None:
+            self.trials = 1 if self.params else DEFAULT_TRIALS
+        self.space = tuple(self.space)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def validate(self) -> None:
+        """Refuse impossible values before anything is read or written."""
+        if self.study is not None:
+            check_study_name(self.study)
+        if self.db is not None:
+            if not self.db.strip():
+                raise UsageError("--db is empty; give a file path such as studies/x.db")
+            if "://" in self.db:
+                raise UsageError(f"--db takes a file path, not a URL; use --storage {hide_password(self.db)}")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
+        if self.timeout is not None and not math.isfinite(self.timeout):
+            raise UsageError(f"--timeout must be a finite number of seconds, got {self.timeout}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise UsageError(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        for name, low in (("trials", 1), ("epochs", 1), ("max_train", 2), ("keep", 1)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+        if self.artifacts is not None:
+            spec_for_option(self.artifacts)
+        if not 1 <= self.jobs <= MAX_JOBS:
+            raise UsageError(f"--jobs must be between 1 and {MAX_JOBS}, got {self.jobs}")
+        if self.pruner_startup < 0 or self.pruner_warmup < 0:
+            raise UsageError("--pruner-startup and --pruner-warmup must be >= 0")
+        for name, known in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
+            if getattr(self, name) not in known:
+                raise UsageError(f"--{name} {getattr(self, name)!r}: choose one of {', '.join(known)}")
+
+
+def check_study_name(name: str) -> None:
+    """A study name stays inside the studies folder: no path, no control characters, not too long."""
+    if not name.strip():
+        raise UsageError("--study is empty; give a name such as lenet-digits-2")
+    bad = [c for c in name if c in "/\\" or ord(c) < 32 or ord(c) == 127]
+    if bad or name in (".", "..") or name.startswith("."):
+        raise UsageError(f"--study {name!r}: a study name cannot contain /, \\ or control characters, nor "
+                         "start with a dot; use letters, digits, - and _")
+    if len(name.encode()) > _NAME_MAX:
+        raise UsageError(f"--study is {len(name.encode())} bytes long; keep it under {_NAME_MAX}")

@@ -1,0 +1,248 @@
+"""A study opened or created and made ready to run, in named steps.
+
+Order of work in :func:`prepare_study`: check the inputs (plugins, the space, one tiny contract
+batch) before the database is opened, so that a mistake in any of them leaves the study file as
+it was; resolve the settings against what is stored; load the data; then, one process at a time,
+create the study, write its provenance, record this run and queue the reference; last, restore
+the best it kept.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from tuner import __version__
+from tuner.contract import CONTRACT_VERSION, Param
+from tuner.data.loading import default_data_dir
+from tuner.data.prepared import PreparedData, load_data
+from tuner.data.split import validation_cap
+from tuner.errors import UsageError
+from tuner.plugins.pair import Pair, load_pair
+from tuner.storage import records
+from tuner.storage.location import STUDIES_DIR, Location, locate
+from tuner.storage.opening import check_tuner_study, storage_for, study_lock, written
+from tuner.storage.stale import fail_dead_trials
+from tuner.storage.stores import choose_spec
+from tuner.storage.weights import StudyArtifacts
+from tuner.study.options import DEFAULT_EPOCHS, DEFAULT_SEED, OptimizeOptions
+from tuner.study.samplers import make_pruner, make_sampler
+from tuner.training.check import contract_step
+from tuner.training.device import resolve_device
+from tuner.training.space import build_space, describe, parse_overrides, parse_params
+from tuner.training.trial import Listener, Objective, enqueue_reference
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedStudy:
+    """A study ready to run: opened (or created), data on the device, objective built."""
+
+    pair: Pair
+    study: optuna.Study
+    location: Location
+    objective: Objective
+    data: PreparedData
+    device: torch.device
+    created: bool
+    settings: dict[str, Any] = field(default_factory=dict)
+    options: OptimizeOptions | None = None
+    artifacts: StudyArtifacts | None = None
+
+
+@dataclass
+class _Inputs:
+    """What the options name, checked before any database is touched."""
+
+    pair: Pair
+    space: dict[str, Param]
+    overridden: bool  # --params or --space changed the space
+    device: torch.device
+    data_dir: Path
+    location: Location
+
+
+def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
+                  record: bool = True) -> PreparedStudy:
+    """Open or create the study and get everything a trial needs. ``record``: log this run in
+    the study (:func:`tuner.storage.records.record_run`); ``--jobs`` workers do not, the main
+    process has."""
+    inputs = _check_inputs(options)
+    storage = storage_for(inputs.location, create=True, heartbeat=True)
+    stored = _stored_provenance(storage, inputs)
+    settings = _resolve_settings(options, stored)
+    space_desc = describe(inputs.space)
+    space_changed = bool(stored) and stored.get("search_space", space_desc) != space_desc
+    if space_changed and not inputs.overridden:
+        log.warning("the search space differs from the one this study was created with")
+    data = load_data(inputs.pair, inputs.data_dir, inputs.device, settings)
+    # The first torch optimizer imports torch._dynamo: pay for it now, so that it is not counted
+    # in trial 0's time (the reference's time would look worse than it is).
+    importlib.import_module("torch._dynamo")
+    pruner = make_pruner(options.pruner, settings["epochs"], options.pruner_startup, options.pruner_warmup)
+    # One process at a time from here to the queued reference: two terminals (or machines)
+    # starting one new study must not both create it, describe it and queue its reference.
+    with written(inputs.location), study_lock(inputs.location, storage):
+        study = optuna.create_study(storage=storage, study_name=inputs.location.study_name, pruner=pruner,
+                                    direction="maximize", load_if_exists=True)
+        check_tuner_study(study, inputs.location)
+        spec, keep = _store_settings(study, options, inputs.location)
+        stored_trials = len(study.get_trials(deepcopy=False))
+        created = records.PROVENANCE not in study.user_attrs
+        if created:
+            _write_provenance(study, inputs, data, settings, space_desc)
+        if record:
+            _record_this_run(study, options, inputs.device, stored_trials, space_desc if space_changed else None)
+        fail_dead_trials(study)  # a killed run's trial, without waiting for its heartbeat to age
+        _queue_reference(study, inputs, options)
+    # Seeded by this process's first trial, so that a resumed run does not replay the first
+    # run's draws and two processes started together do not draw alike.
+    study.sampler = make_sampler(options.sampler, settings["seed"], per_process=True)
+    artifacts = StudyArtifacts(study, spec, inputs.location.db_path, keep)
+    objective = Objective(
+        arch=inputs.pair.arch, data=data, space=inputs.space, epochs=settings["epochs"], seed=settings["seed"],
+        artifacts=artifacts, compile=options.compile,
+        recipe=run_recipe(inputs.pair, settings, inputs.device, options.compile),
+    )
+    if listener is not None:
+        objective.listener = listener
+    objective.kept = [(t.value, t.number) for t in records.best_first(study.get_trials(deepcopy=False))[:keep]]
+    return PreparedStudy(inputs.pair, study, inputs.location, objective, data, inputs.device, created, settings,
+                         options, artifacts)
+
+
+def _check_inputs(options: OptimizeOptions) -> _Inputs:
+    """The options checked, the plugins loaded, the space parsed and one batch trained: nothing stored yet."""
+    options.validate()
+    pair = load_pair(options.plugin)
+    # --params pins every hyperparameter it names; --space entries go on top of it.
+    overrides = {**(parse_params(Path(options.params)) if options.params else {}), **parse_overrides(options.space)}
+    space = build_space(pair.arch, overrides)
+    device = resolve_device(options.device)
+    data_dir = default_data_dir(options.data_dir)
+    contract_step(pair, data_dir)  # validate at load: one tiny batch on the CPU
+    location = locate(options.study or pair.name, options.db, options.storage)
+    return _Inputs(pair, space, bool(overrides), device, data_dir, location)
+
+
+def _stored_provenance(storage: optuna.storages.BaseStorage, inputs: _Inputs) -> dict[str, Any]:
+    """A stored study's settings, peeked at before anything is created; refuses another plugin's study."""
+    name = inputs.location.study_name
+    existing = {s.study_name: s for s in storage.get_all_studies()}
+    if name not in existing:
+        return {}
+    stored = existing[name].user_attrs.get(records.PROVENANCE, {})
+    if stored.get("plugin") not in (None, inputs.pair.name):
+        raise UsageError(
+            f"study {name!r} in {inputs.location.shown} tunes {stored['plugin']}, not "
+            f"{inputs.pair.name}; name a new study with --study NAME"
+        )
+    return stored
+
+
+def _stored_or(options_value: Any, stored: dict[str, Any], key: str, default: Any) -> Any:
+    """A resumed study keeps its settings; asking for a different one is an error."""
+    if key not in stored:
+        return default if options_value is None else options_value
+    if options_value is not None and options_value != stored[key]:
+        raise UsageError(
+            f"this study was run with {key.replace('_', '-')}={stored[key]}; keep it to resume, "
+            "or start a new study with --study NAME"
+        )
+    return stored[key]
+
+
+def _resolve_settings(options: OptimizeOptions, stored: dict[str, Any]) -> dict[str, Any]:
+    """Epochs, training cap, seed and split: the stored ones for a resumed study, else the options'."""
+    settings = {
+        "epochs": _stored_or(options.epochs, stored, "epochs", DEFAULT_EPOCHS),
+        "max_train": _stored_or(options.max_train, stored, "max_train", None),
+        "seed": _stored_or(options.seed, stored, "seed", DEFAULT_SEED),
+        "val_fraction": _stored_or(None, stored, "val_fraction", options.val_fraction),
+    }
+    # --max-train caps the validation part to the split's proportion too (3,000 train: 333
+    # validation, not 6,000). Studies made before the cap keep their validation set.
+    settings["max_val"] = (stored.get("max_val") if stored
+                           else validation_cap(settings["max_train"], settings["val_fraction"]))
+    return settings
+
+
+def _store_settings(study: optuna.Study, options: OptimizeOptions, location: Location) -> tuple[str, int]:
+    """Where the weights go and how many are kept: stored in the study, which keeps them."""
+    attrs = study.user_attrs
+    spec = choose_spec(options.artifacts, attrs.get(records.STORE), location.db_path,
+                       STUDIES_DIR / f"{location.study_name}.artifacts")
+    if attrs.get(records.STORE) != spec:
+        study.set_user_attr(records.STORE, spec)
+    keep = options.keep if options.keep is not None else attrs.get(records.KEEP, 1)
+    if attrs.get(records.KEEP) != keep:
+        study.set_user_attr(records.KEEP, keep)
+    return spec, keep
+
+
+def _write_provenance(study: optuna.Study, inputs: _Inputs, data: PreparedData, settings: dict[str, Any],
+                      space_desc: dict[str, str]) -> None:
+    """What a new study was made from, once, at creation: a result can be traced and re-run."""
+    study.set_user_attr(records.PROVENANCE, {
+        **inputs.pair.describe(),
+        "tuner_version": __version__,
+        "contract_version": CONTRACT_VERSION,
+        "torch_version": torch.__version__,
+        "optuna_version": optuna.__version__,
+        "device": str(inputs.device),
+        "search_space": space_desc,
+        "reference_source": inputs.pair.arch.reference_source,
+        "created": records.now_iso(),
+        "train_examples": len(data.train_y),
+        "val_examples": len(data.val_y),
+        "test_examples": len(data.test_y),
+        **settings,
+    })
+
+
+def _record_this_run(study: optuna.Study, options: OptimizeOptions, device: torch.device, stored_trials: int,
+                     changed_space: dict[str, str] | None) -> None:
+    records.record_run(study, {
+        "tuner_version": __version__,
+        "torch_version": torch.__version__,
+        "device": str(device),
+        "sampler": options.sampler,
+        "pruner": options.pruner,
+        "jobs": options.jobs,
+        "trials_requested": options.trials,
+        "timeout_s": options.timeout,
+        "trials_stored_before": stored_trials,
+        "space_overrides": list(options.space),
+        # Only when it is not the one in the provenance: trials before and after differ.
+        **({"search_space": changed_space} if changed_space is not None else {}),
+    })
+
+
+def _queue_reference(study: optuna.Study, inputs: _Inputs, options: OptimizeOptions) -> None:
+    """A new study, and one whose reference trial was interrupted (Ctrl-C during trial 0) or
+    killed, gets its baseline queued: every study has one. A reference that failed on its own
+    (a NaN loss) is not retried; ``--params`` trains no reference."""
+    reference = inputs.pair.arch.reference
+    if reference is None or options.params:
+        return
+    owed = all(t.state.name == "FAIL" and t.user_attrs.get(records.FAIL_REASON, records.INTERRUPTED)
+               == records.INTERRUPTED for t in records.references(study))
+    if owed:
+        enqueue_reference(study, reference, inputs.space)
+
+
+def run_recipe(pair: Pair, settings: dict[str, Any], device: torch.device, compile: bool) -> dict[str, Any]:
+    """What every trial of this run records to be re-run (each adds its seed and threads)."""
+    return {
+        **pair.describe(),
+        "seed": settings["seed"], "val_fraction": settings["val_fraction"], "max_train": settings["max_train"],
+        "max_val": settings.get("max_val"), "epochs": settings["epochs"], "device": str(device), "compile": compile,
+        "tuner_version": __version__, "torch_version": torch.__version__,
+    }

@@ -1,0 +1,7 @@
+"""Training: the search space, the loop that trains one model, and one Optuna trial.
+
+- :mod:`tuner.training.space`: the space (defaults, the plugin's, the user's) and sampling it.
+- :mod:`tuner.training.device`: which device trials run on.
+- :mod:`tuner.training.loop`: the training loop and evaluation; where a study spends its time.
+- :mod:`tuner.training.trial`: one trial: sample, build, train epoch by epoch, report, prune.
+"""

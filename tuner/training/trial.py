@@ -1,0 +1,182 @@
+"""One Optuna trial: sample hyperparameters, build the model, train epoch by epoch, report, prune.
+
+Per epoch the trial stores one history row and one intermediate value (two storage writes);
+nothing is written per batch.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import optuna
+import torch
+
+from tuner.contract import Architecture, Hyperparameters, Param
+from tuner.data.prepared import PreparedData
+from tuner.errors import TrialFailed, UsageError, first_line
+from tuner.runtime import interrupt
+from tuner.runtime.liveness import identity
+from tuner.storage import records
+from tuner.storage.records import rank
+from tuner.training.loop import EpochResult, Trainer, start_training, trial_seed
+from tuner.training.space import fixed_params_for, hyperparameters, sample, sample_reference
+
+if TYPE_CHECKING:
+    from tuner.storage.weights import StudyArtifacts
+
+
+class Listener(Protocol):
+    """What the console hears from a running study (the core never imports rich)."""
+
+    def trial_started(self, number: int, hp: dict[str, Any], reference: bool) -> None: ...
+
+    def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None: ...
+
+
+class _Silent:
+    def trial_started(self, number: int, hp: dict[str, Any], reference: bool) -> None:
+        pass
+
+    def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None:
+        pass
+
+
+def enqueue_reference(study: optuna.Study, reference: Hyperparameters, space: dict[str, Param]) -> None:
+    """Queue the architecture's hand-picked settings as the next trial (trial 0 of a new study)."""
+    study.enqueue_trial(fixed_params_for(reference, space), user_attrs={records.REFERENCE: True})
+
+
+@dataclass
+class Objective:
+    """The function ``study.optimize`` calls once per trial.
+
+    Args:
+        arch: The architecture plugin.
+        data: Prepared tensors on the device.
+        space: The study's search space.
+        epochs: Epochs per trial (the reference trial too, so the comparison is fair).
+        seed: The study's seed; trial ``n`` seeds its weights and batch order from it.
+        artifacts: Where the weights of the reference and of the ``keep`` best trials go.
+        kept: ``(value, trial)`` of the completed trials whose weights are kept, best first
+            (a resumed study's are restored); a trial that falls out has its weights removed
+            once the trial that displaced it is stored (as an Optuna callback: :meth:`after_trial`).
+        listener: Receives progress events.
+        compile: ``torch.compile`` each trial's model (``--compile``).
+        recipe: What every trial of this run shares of its recipe (plugin and versions, split
+            seed, epochs, device); each trial adds its own seed and thread count.
+    """
+
+    arch: Architecture
+    data: PreparedData
+    space: dict[str, Param]
+    epochs: int
+    seed: int
+    artifacts: StudyArtifacts | None = None
+    kept: list[tuple[float, int]] = field(default_factory=list)
+    listener: Listener = field(default_factory=_Silent)
+    compile: bool = False
+    recipe: dict[str, Any] = field(default_factory=dict)
+    _displaced: list[int] = field(default_factory=list)
+
+    def hyperparameters_for(self, trial: optuna.Trial) -> tuple[Hyperparameters, bool]:
+        reference = self.arch.reference
+        if trial.user_attrs.get(records.REFERENCE) and reference is not None:
+            # Train with the reference itself, whatever the space can express of it.
+            sample_reference(trial, self.space, reference)
+            return hyperparameters({}, base=reference), True
+        return hyperparameters(sample(trial, self.space)), False
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        trainer = None
+        try:
+            interrupt.check()  # asked to stop while the trial was being drawn
+            # Which process runs it: a resume fails it at once if this process dies (tuner.runtime.liveness).
+            trial.set_user_attr(records.PROCESS, identity())
+            hp, is_reference = self.hyperparameters_for(trial)
+            trial.set_user_attr(records.HPARAMS, hp.as_dict())
+            seed = trial_seed(self.seed, trial.number)
+            trial.set_user_attr(records.RECIPE, {**self.recipe, "trial_seed": seed,
+                                              "threads": torch.get_num_threads()})
+            self.listener.trial_started(trial.number, hp.as_dict(), is_reference)
+            trainer = start_training(self.arch, self.data, hp, seed, self.compile)
+            value = self._train(trial, trainer)
+            self._keep_weights(trial, trainer, value, is_reference)
+            return value
+        except torch.cuda.OutOfMemoryError as e:
+            del trainer
+            gc.collect()
+            torch.cuda.empty_cache()
+            detail = str(e).split(".")[0].strip() or "CUDA out of memory"
+            reason = f"{detail} (batch_size={hp.batch_size})"
+            trial.set_user_attr(records.FAIL_REASON, reason)
+            raise TrialFailed(reason) from e
+        except KeyboardInterrupt:
+            trial.set_user_attr(records.FAIL_REASON, records.INTERRUPTED)
+            raise
+        except (TrialFailed, optuna.TrialPruned):
+            raise
+        except Exception as e:
+            # Stored so that a failed trial always says why (one without a reason was killed).
+            trial.set_user_attr(records.FAIL_REASON, first_line(e, 200))
+            if self.compile and type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                # Not this trial's fault: every trial would fail the same way.
+                raise UsageError(f"--compile: torch.compile failed ({first_line(e, 200)}); "
+                                 "run without --compile") from e
+            raise
+
+    def _train(self, trial: optuna.Trial, trainer: Trainer) -> float:
+        history: list[dict[str, float]] = []
+        for epoch in range(self.epochs):
+            started = time.perf_counter()
+            result = trainer.epoch()
+            if not math.isfinite(result.train_loss):
+                reason = f"training loss became {result.train_loss} in epoch {epoch + 1}"
+                trial.set_user_attr(records.FAIL_REASON, reason)
+                raise TrialFailed(reason)
+            history.append({
+                "epoch": epoch + 1,
+                "train_loss": result.train_loss,
+                "val_loss": result.val_loss,
+                "val_accuracy": result.val_accuracy,
+                "lr": result.lr,
+                "seconds": round(time.perf_counter() - started, 4),
+            })
+            trial.set_user_attr(records.HISTORY, history)
+            trial.report(result.val_accuracy, epoch)
+            self.listener.epoch_done(trial.number, epoch + 1, self.epochs, result)
+            # After the last epoch the work is done: completing costs nothing and tells more.
+            if epoch + 1 < self.epochs and trial.should_prune():
+                trial.set_user_attr(
+                    records.PRUNE_REASON,
+                    f"val {100 * result.val_accuracy:.2f}% at epoch {epoch + 1} below the pruner's bar",
+                )
+                raise optuna.TrialPruned()
+        return history[-1]["val_accuracy"]
+
+    def _keep_weights(self, trial: optuna.Trial, trainer: Trainer, value: float, reference: bool) -> None:
+        """Save the reference's weights and those of a trial that enters the best ``keep``."""
+        if self.artifacts is None:
+            return
+        keep = self.artifacts.keep
+        enters = len(self.kept) < keep or value > self.kept[-1][0]
+        if not (reference or enters):
+            return
+        self.artifacts.save(trial, trainer.model)
+        if enters:
+            self.kept.append((value, trial.number))
+            self.kept.sort(key=lambda k: rank(*k))
+            while len(self.kept) > keep:
+                self._displaced.append(self.kept.pop()[1])
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Optuna callback: the trial is stored; remove what it displaced (not a reference)."""
+        if not self._displaced or self.artifacts is None:
+            return
+        numbers, self._displaced = set(self._displaced), []
+        for t in study.get_trials(deepcopy=False):
+            if t.number in numbers and not t.user_attrs.get(records.REFERENCE):
+                self.artifacts.remove(t)
