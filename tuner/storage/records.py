@@ -11,12 +11,13 @@ import datetime
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
-
-import optuna
-from optuna.trial import FrozenTrial, TrialState
+from typing import TYPE_CHECKING, Any
 
 from tuner.errors import StudyError
+
+if TYPE_CHECKING:  # read by the CLI before any study is opened: Optuna is imported when one is
+    import optuna
+    from optuna.trial import FrozenTrial
 
 # -- trial user attributes ---------------------------------------------------------------------
 REFERENCE = "reference"  # the enqueued reference (hand-picked settings)
@@ -68,13 +69,13 @@ class TrialView:
 
 def view(trial: FrozenTrial) -> TrialView:
     attrs = trial.user_attrs
-    reason = attrs.get(PRUNE_REASON) if trial.state == TrialState.PRUNED else None
-    if trial.state == TrialState.FAIL:
+    reason = attrs.get(PRUNE_REASON) if trial.state.name == "PRUNED" else None
+    if trial.state.name == "FAIL":
         reason = attrs.get(FAIL_REASON) or trial.system_attrs.get(FAIL_REASON) or KILLED
     return TrialView(
         number=trial.number,
         state=trial.state.name,
-        value=trial.value if trial.state == TrialState.COMPLETE else None,
+        value=trial.value if trial.state.name == "COMPLETE" else None,
         hparams=dict(attrs.get(HPARAMS, trial.params)),
         history=list(attrs.get(HISTORY, [])),
         duration_s=trial.duration.total_seconds() if trial.duration else None,
@@ -97,7 +98,7 @@ def rank(value: float, number: int) -> tuple[float, int]:
 
 def best_first(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     """The completed trials among ``trials``, best first."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    done = [t for t in trials if t.state.name == "COMPLETE"]
     return sorted(done, key=lambda t: rank(t.value, t.number))
 
 
@@ -108,12 +109,12 @@ def references(study: optuna.Study) -> list[FrozenTrial]:
 def reference_trial(study: optuna.Study) -> FrozenTrial | None:
     """The reference trial; the completed one when an interrupted reference was run again."""
     found = references(study)
-    done = [t for t in found if t.state == TrialState.COMPLETE]
+    done = [t for t in found if t.state.name == "COMPLETE"]
     return (done or found or [None])[0]
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial:
-    ranked = best_first(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    ranked = best_first(study.get_trials(deepcopy=False))
     if not ranked:
         raise StudyError(
             f"study {study.study_name!r} has no completed trial yet; run `tuner optimize` on it"

@@ -35,7 +35,7 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
             continue
         try:  # no fail_reason, as for a trial the heartbeat fails: shown as KILLED
             # Private API: Optuna has no public call to finish another process's trial (its own
-            # heartbeat uses this one). Pinned by tests/storage/test_optuna_private.py.
+            # heartbeat uses this one). Pinned by tests/test_optuna_private.py.
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process failed it first

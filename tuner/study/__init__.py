@@ -2,6 +2,7 @@
 
 - :mod:`tuner.study.options`: every option of ``tuner optimize``, defined once.
 - :mod:`tuner.study.samplers`: the sampler and pruner ``--sampler`` and ``--pruner`` name.
+- :mod:`tuner.study.snapshot`: the sampler reads the study once per trial, not once per parameter.
 - :mod:`tuner.study.prepare`: a study opened or created and made ready to run, in named steps.
 - :mod:`tuner.study.run`: trials run, in this process or in ``--jobs`` workers.
 - :mod:`tuner.study.parallel`: the ``--jobs`` worker processes.

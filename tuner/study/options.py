@@ -16,8 +16,6 @@ from typing import Any
 
 from tuner.data.split import DEFAULT_VAL_FRACTION
 from tuner.errors import UsageError
-from tuner.storage.location import hide_password
-from tuner.storage.stores import spec_for_option
 from tuner.study.samplers import MAX_SEED, PRUNERS, SAMPLERS
 
 DEFAULT_TRIALS = 20
@@ -106,6 +104,9 @@ class OptimizeOptions:
 
     def validate(self) -> None:
         """Refuse impossible values before anything is read or written."""
+        from tuner.storage.location import hide_password  # the CLI reads this module; SQLAlchemy waits
+        from tuner.storage.stores import spec_for_option
+
         if self.study is not None:
             check_study_name(self.study)
         if self.db is not None:
