@@ -1,0 +1,79 @@
+"""The private Optuna calls tuner makes, pinned: each test fails when Optuna changes the call, so
+an upgrade shows what to rewrite instead of breaking a study mid-run. Call sites name this file."""
+
+from __future__ import annotations
+
+import inspect
+
+import optuna
+from optuna.trial import TrialState
+
+from tuner.runtime.liveness import host
+from tuner.storage import records
+from tuner.storage.location import sqlite_url
+from tuner.storage.stale import fail_dead_trials
+from tuner.study.samplers import make_sampler
+
+
+def _study(folder, sampler=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    return optuna.create_study(storage=sqlite_url(folder / "s.db"), direction="maximize", sampler=sampler)
+
+
+def test_a_running_trial_of_another_process_can_be_failed_through_the_storage(tmp_path):
+    """tuner.storage.stale.fail_dead_trials: no public call finishes a trial this process did not start."""
+    study = _study(tmp_path)
+    trial = study.ask()
+    frozen = study.get_trials(deepcopy=False)[0]
+    assert frozen._trial_id == trial._trial_id
+    assert "set_trial_state_values" in dir(study._storage)
+    assert list(inspect.signature(study._storage.set_trial_state_values).parameters)[:2] == ["trial_id", "state"]
+    study._storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+    assert study.get_trials(deepcopy=False)[0].state == TrialState.FAIL
+
+
+def test_fail_dead_trials_fails_a_trial_whose_process_is_gone(tmp_path):
+    study = _study(tmp_path)
+    trial = study.ask()
+    trial.set_user_attr(records.PROCESS, {"host": host(), "pid": 2**22 + 12345, "started": 1})  # no such pid
+    assert fail_dead_trials(study) == [0]
+    assert study.get_trials(deepcopy=False)[0].state == TrialState.FAIL
+
+
+def test_samplers_read_trials_through_the_cached_private_read(tmp_path):
+    """tuner.study.snapshot: Optuna's samplers call study._get_trials(deepcopy, states, use_cache); the
+    snapshot answers that call, so its name and keywords must still be what they call."""
+    params = inspect.signature(optuna.Study._get_trials).parameters
+    assert {"deepcopy", "states", "use_cache"} <= set(params)
+    called = []
+    original = optuna.Study._get_trials
+
+    def spy(self, *args, **kwargs):
+        called.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    optuna.Study._get_trials = spy
+    try:
+        plain = _study(tmp_path / "plain", optuna.samplers.TPESampler(seed=0, n_startup_trials=1))
+        for _ in range(3):
+            plain.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    finally:
+        optuna.Study._get_trials = original
+    assert any("use_cache" in kwargs for kwargs in called), called
+    snap = _study(tmp_path / "snap", make_sampler("tpe", 0))
+    snap.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    assert len(snap.trials) == 3
+
+
+def test_a_frozen_trial_is_rebuilt_with_its_private_id(tmp_path):
+    """tuner.after.dashboard.named_trial builds FrozenTrials again: FrozenTrial takes trial_id and keeps _trial_id."""
+    study = _study(tmp_path)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    frozen = study.trials[0]
+    again = optuna.trial.FrozenTrial(
+        number=frozen.number, state=frozen.state, value=None, values=frozen.values,
+        datetime_start=frozen.datetime_start, datetime_complete=frozen.datetime_complete, params=frozen.params,
+        distributions=frozen.distributions, user_attrs={}, system_attrs={}, intermediate_values={},
+        trial_id=frozen._trial_id,
+    )
+    assert again._trial_id == frozen._trial_id
