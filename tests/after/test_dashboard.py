@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import TUNER, lenet_digits_db, need_extra, new_study, one_error_line, run_tuner
+from helpers import TUNER, lenet_digits_db, need_extra, new_study, one_error_line, run_tuner
 
 
 def free_port() -> int:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import one_error_line, run_tuner
+from helpers import one_error_line, run_tuner
+
+pytestmark = pytest.mark.reliability  # docs/reliability.md: every fault and bad input
 
 SHORT = ["--plugin", "mlp-digits", "--epochs", "1", "--quiet", "--pruner", "none"]
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 
 BUDGET = ["--trials", "1", "--epochs", "1", "--max-train", "300"]
 TOML_FILE = re.compile(r"(\S+\.toml)")

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from conftest import TUNER, one_error_line, run_tuner, training, wait_for_trials
+from helpers import TUNER, one_error_line, run_tuner, training, wait_for_trials
 
 from tuner.storage.weights import StudyArtifacts
 
@@ -46,6 +46,7 @@ def test_jobs_share_one_budget_and_one_study(tmp_path):
     assert len(load(db).trials) == 10
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_ctrl_c_stops_every_worker_and_the_study_resumes(tmp_path):
     args = ["optimize", "--plugin", "mlp-digits", "--trials", "50", "--epochs", "300", "--jobs", "2", "--quiet"]
@@ -99,6 +100,7 @@ def sigint_ignored(pid: int) -> bool:
     raise AssertionError("no SigIgn line")
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the workers' state in /proc")
 def test_workers_ignore_ctrl_c_from_their_first_instruction(tmp_path):
@@ -120,6 +122,7 @@ def test_workers_ignore_ctrl_c_from_their_first_instruction(tmp_path):
     assert not db.exists() or "RUNNING" not in [t.state.name for t in load(db).trials]
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="finds the workers through /proc")
 def test_workers_stop_when_the_main_process_is_killed(tmp_path):
@@ -143,6 +146,7 @@ def test_workers_stop_when_the_main_process_is_killed(tmp_path):
     assert [t.user_attrs.get("fail_reason") for t in trials if t.state.name == "FAIL"] == ["interrupted"] * 2
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_impossible_jobs_is_one_line(tmp_path):
     for value in ("0", "65"):
@@ -171,6 +175,7 @@ def test_tidy_keeps_the_best_the_reference_and_running_trials(tmp_path):
     assert kept == {0, 2, 4} and "notes.txt" in left and len(left) == 4
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="finds the workers through /proc")
 def test_a_worker_killed_outright_fails_its_trial_at_once_and_the_others_finish(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
-from conftest import lenet_digits_db, need_extra, one_error_line, run_tuner
+from helpers import lenet_digits_db, need_extra, one_error_line, run_tuner
 
 
 @pytest.mark.slow

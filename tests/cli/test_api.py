@@ -7,7 +7,7 @@ import logging
 import re
 
 import pytest
-from conftest import ROOT, run_tuner
+from helpers import ROOT, run_tuner
 
 import tuner
 from tuner.errors import StudyError, UsageError

@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from conftest import lenet_digits_db, need_extra, new_study, one_error_line, run_tuner
+from helpers import lenet_digits_db, need_extra, new_study, one_error_line, run_tuner
 
 from tuner.data.loading import load_splits
 from tuner.data.prepared import normalize
@@ -87,6 +87,7 @@ def test_onnx_runs_in_onnxruntime_and_matches_pytorch(study_dir):
     assert card["verification"]["test_accuracy_exported"] == card["verification"]["test_accuracy_pytorch"]
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_an_export_that_does_not_verify_writes_nothing(tmp_path):
     """The study says the model scored one example more on the test set than it does: refused."""
@@ -100,6 +101,7 @@ def test_an_export_that_does_not_verify_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_trials_without_weights_and_wrong_targets_are_one_line(study_dir):
     study = optuna.load_study(study_name="lenet-digits", storage=f"sqlite:///{db_of(study_dir)}")

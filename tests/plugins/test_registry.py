@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import one_error_line, pythonpath, run_tuner, write_cifar10
+from helpers import one_error_line, pythonpath, run_tuner, write_cifar10
 
 from tuner.contract import Architecture, Dataset
 from tuner.errors import PairRefused, PluginError, PluginNotFound, UsageError
@@ -54,7 +54,7 @@ def data_root(tmp_path_factory) -> Path:
     """digits needs nothing; CIFAR and MNIST are small files written in their official formats
     (the real MNIST goes through the loader in test_data.py)."""
     import numpy as np
-    from conftest import write_idx_gz
+    from helpers import write_idx_gz
 
     root = tmp_path_factory.mktemp("data")
     write_cifar10(root, per_batch=8)

@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from conftest import run_tuner, run_tuners_together
+from helpers import run_tuner, run_tuners_together
 
 from tuner.errors import WeightsError
 from tuner.storage.location import hide_password
@@ -64,6 +64,7 @@ def _damage(path: Path, how: str) -> None:
     path.write_bytes(b"" if how == "empty" else b"not weights at all")
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["empty", "garbage"])
 def test_damaged_weights_are_named_and_a_resume_still_finishes(tmp_path, how):
@@ -91,6 +92,7 @@ def test_damaged_weights_are_named_and_a_resume_still_finishes(tmp_path, how):
     assert len(optuna.load_study(study_name="mlp-digits", storage=f"sqlite:///{db}").trials) == 3
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_a_deleted_weights_file_is_reported_missing_not_unkept(tmp_path):
     db = tmp_path / "studies" / "s.db"
@@ -138,6 +140,7 @@ def test_a_study_written_before_the_store_is_still_read(tmp_path):
     assert best_json(str(db), tmp_path)["weights_artifact"]["problem"] == "missing"
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_artifacts_stored_in_the_study_and_a_different_one_refused(tmp_path):
     db = tmp_path / "s.db"
@@ -151,6 +154,7 @@ def test_artifacts_stored_in_the_study_and_a_different_one_refused(tmp_path):
     assert len(optuna.load_study(study_name="mlp-digits", storage=f"sqlite:///{db}").trials) == 1
 
 
+@pytest.mark.reliability
 def test_a_write_that_fails_half_way_leaves_no_file(tmp_path):
     store = AtomicFileSystemStore(tmp_path / "store")
 
@@ -193,6 +197,7 @@ def test_a_seeded_single_process_study_is_reproducible(tmp_path):
     assert params[0] == params[1]
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_no_password_reaches_output_or_the_database(pg_cluster, tmp_path):
     from servers import PG_PASSWORD

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from conftest import TUNER, lenet_digits_db, run_tuner, wait_for_trials
+from helpers import TUNER, lenet_digits_db, run_tuner, wait_for_trials
 
 from tuner.contract import Hyperparameters
 from tuner.plugins.registry import registry
@@ -252,6 +252,7 @@ def test_same_seed_gives_same_params_and_values(study_dir, tmp_path):
     assert first == again
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path):
     proc = run_tuner("optimize", "--plugin", "lenet-digits", "--trials", "3", "--epochs", "2",
@@ -265,6 +266,7 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path)
     assert "training loss became" in proc.stdout
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_ctrl_c_records_the_trial_as_interrupted_and_the_study_resumes(tmp_path):
     import os
@@ -350,9 +352,10 @@ def test_storage_url_and_db_path_and_space_file(tmp_path):
     assert json.loads(run_tuner("best", url, "--json", cwd=tmp_path, check=True).stdout)["study"] == "s1"
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_out_of_memory_fails_the_trial_with_its_reason_and_the_study_goes_on(broken_plugins, tmp_path):
-    from conftest import pythonpath
+    from helpers import pythonpath
 
     run_tuner("optimize", "--plugin", "oomnet-digits", "--trials", "6", "--epochs", "1", "--pruner", "none",
               "--space", "batch_size=32,512", "--quiet", cwd=tmp_path, env=pythonpath(broken_plugins), check=True)

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from conftest import one_error_line, run_tuner
+from helpers import one_error_line, run_tuner
 
 from tuner.contract import Hyperparameters
 from tuner.data.prepared import model_shape

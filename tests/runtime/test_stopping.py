@@ -10,12 +10,14 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import TUNER, run_tuner, wait_for_trials
+from helpers import TUNER, run_tuner, wait_for_trials
 
 from tuner.storage import opening as study_module
 from tuner.study.options import OptimizeOptions
 from tuner.study.prepare import prepare_study
 from tuner.study.run import run_study
+
+pytestmark = pytest.mark.reliability  # docs/reliability.md: every fault and bad input
 
 ARGS = ["optimize", "--plugin", "mlp-digits", "--trials", "50", "--quiet"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import _real_server, lenet_digits_db, new_study, one_error_line, run_tuner
+from helpers import lenet_digits_db, new_study, one_error_line, real_server, run_tuner
 
 from tuner.after.report import GREY, figures
 
@@ -29,7 +29,7 @@ def study_dir(tmp_path_factory) -> Path:
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        _real_server("Debian's chromium is not installed (apt-get install chromium; .ci/run does)",
+        real_server("Debian's chromium is not installed (apt-get install chromium; .ci/run does)",
                      "the report's browser test")
     return found
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import lenet_digits_db, new_study, one_error_line, run_tuner
+from helpers import lenet_digits_db, new_study, one_error_line, run_tuner
 
 from tuner.contract import Fixed
 from tuner.plugins.registry import registry
@@ -106,6 +106,7 @@ def test_a_trial_stored_before_recipes_is_rebuilt_from_the_provenance(tmp_path):
     assert result["reproduced"] == result["stored"]
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_a_trial_that_is_not_there_or_did_not_train_is_one_line(study_dir):
     assert "no trial 99" in one_error_line(reproduce(study_dir, "--trial", "99"))
@@ -125,6 +126,7 @@ def test_best_json_params_train_as_one_trial_with_exactly_those_settings(study_d
     assert trials[0].state.name == "COMPLETE", proc.stdout
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_params_from_a_plain_object_and_bad_files_are_one_line(tmp_path):
     def optimize(text: str):

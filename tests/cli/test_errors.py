@@ -9,7 +9,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import one_error_line, run_tuner
+from helpers import one_error_line, run_tuner
+
+pytestmark = pytest.mark.reliability  # docs/reliability.md: every fault and bad input
 
 
 def digest(path: Path) -> str:
@@ -153,7 +155,7 @@ def test_missing_data_offline_names_the_path_and_the_fix(tmp_path):
 
 @pytest.mark.slow
 def test_unknown_plugin_refused_pair_and_unknown_option(tmp_path, demo_plugins):
-    from conftest import pythonpath
+    from helpers import pythonpath
 
     assert "did you mean 'lenet'" in one_error_line(
         run_tuner("optimize", "--plugin", "lenett-digits", cwd=tmp_path))

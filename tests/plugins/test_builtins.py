@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import run_tuner
+from helpers import run_tuner
 from torch import nn
 
 from tuner.contract import Hyperparameters, ImageShape

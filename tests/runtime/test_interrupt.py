@@ -16,6 +16,8 @@ from tuner.study.options import OptimizeOptions
 from tuner.study.prepare import prepare_study
 from tuner.study.run import run_study
 
+pytestmark = pytest.mark.reliability  # docs/reliability.md: every fault and bad input
+
 
 class Terminated(KeyboardInterrupt):
     """What tuner.cli's SIGTERM handler raises."""

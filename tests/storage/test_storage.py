@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import run_tuners_together
+from helpers import run_tuners_together
 
 from tuner.storage.location import Location, sqlite_url
 from tuner.storage.opening import storage_for
@@ -68,6 +68,7 @@ def run_at_once(tmp_path: Path, action: str, paths: list[Path]) -> list[str]:
     return lines
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_processes_creating_one_new_study_file_at_once_all_open_it(tmp_path):
     paths = [tmp_path / f"round{k}" / "studies" / "x.db" for k in range(5)]
@@ -75,6 +76,7 @@ def test_processes_creating_one_new_study_file_at_once_all_open_it(tmp_path):
     assert lines == ["ok"] * PROCESSES * len(paths), [line for line in lines if line != "ok"]
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_a_queued_trial_is_taken_by_one_process_however_many_ask_at_once(tmp_path):
     db = tmp_path / "studies" / "x.db"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_cifar10
+from helpers import write_cifar10
 
 from tuner.contract import DataRequest
 from tuner.data.loading import default_data_dir, load_splits
@@ -46,6 +46,7 @@ def test_cifar10_and_cifar2_from_files_in_the_official_format(tmp_path, archive)
     assert torch.equal(two.train_images[1], full.train_images[2]) and two.train_labels[1] == 1
 
 
+@pytest.mark.reliability
 def test_a_damaged_cifar_archive_is_reported(tmp_path):
     (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"not a tarball")
     with pytest.raises(DataMissing, match="not a readable CIFAR-10 archive"):
@@ -109,11 +110,12 @@ class _RunsCode:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("protocol", [2, 5])
 def test_a_hostile_cifar_batch_runs_nothing_and_is_one_line(tmp_path, protocol):
     import pickle
 
-    from conftest import one_error_line, run_tuner
+    from helpers import one_error_line, run_tuner
 
     write_cifar10(tmp_path / "data", per_batch=20)
     marker = tmp_path / "pwned"

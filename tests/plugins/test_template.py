@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, one_error_line, pip_install_target, pythonpath, run_tuner
+from helpers import ROOT, one_error_line, pip_install_target, pythonpath, run_tuner
 
 TEMPLATE = ROOT / "docs" / "plugin-template"
 
