@@ -3,7 +3,9 @@ dataset files in their real formats, and the rule that a storage test is never s
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
 import json
 import os
 import pickle
@@ -12,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +173,18 @@ def need_extra(module: str, extra: str) -> None:
 
     if importlib.util.find_spec(module) is None:
         real_server(f"{module} is not installed (pip install 'tuner[{extra}]')", f"the tuner[{extra}] test")
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """``path`` (a file or a folder) made immutable for real: chattr +i binds root too, as CI runs."""
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not possible here (needs root on ext4 or similar)")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)

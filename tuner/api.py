@@ -9,8 +9,11 @@ CLI's one-line message; Optuna's INFO logs stay quiet unless ``verbose=True``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Iterable
+import os
+import re
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 __all__ = ["best", "optimize", "trials"]
@@ -24,6 +27,25 @@ def _quiet(verbose: bool) -> None:
     quiet_libraries()
     if verbose:
         optuna.logging.set_verbosity(optuna.logging.INFO)
+
+
+@contextlib.contextmanager
+def _python_names() -> Iterator[None]:
+    """Errors name the Python argument (``epochs``), not the CLI flag (``--epochs``)."""
+    from tuner.errors import TunerError
+
+    try:
+        yield
+    except TunerError as e:
+        text = re.sub(r"(?<![\w-])--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_"), str(e))
+        if text == str(e):
+            raise
+        e.args = (text,)
+        raise
+
+
+def _path(value: str | os.PathLike[str] | None) -> str | None:
+    return None if value is None else os.fspath(value)
 
 
 def optimize(plugin: str, trials: int | None = None, *, verbose: bool = False, **options: Any) -> dict[str, Any]:
@@ -46,13 +68,19 @@ def optimize(plugin: str, trials: int | None = None, *, verbose: bool = False, *
     if unknown:
         raise UsageError(f"tuner.optimize() got unknown option(s) {', '.join(unknown)}; it takes "
                          f"{', '.join(n for n in OptimizeOptions.names() if n != 'plugin')}")
-    chosen = OptimizeOptions(plugin=plugin, trials=trials, **options)
-    callbacks = loggers(chosen.mlflow, chosen.study or plugin, plugin)
-    prepared = prepare_study(chosen)
-    run_study(prepared, chosen.trials, chosen.timeout, callbacks=callbacks, jobs=chosen.jobs)
-    measure_test_accuracy(prepared)
-    remember(prepared.study)
-    return best_summary(prepared.study, prepared.location.db_path)
+    for name in ("db", "data_dir", "params", "artifacts"):
+        options[name] = _path(options.get(name))
+    if isinstance(options.get("space"), str):
+        options["space"] = [options["space"]]
+    with _python_names():
+        chosen = OptimizeOptions(plugin=plugin, trials=trials, **options)
+        chosen.validate()
+        callbacks = loggers(chosen.mlflow, chosen.study or plugin, plugin)
+        prepared = prepare_study(chosen)
+        run_study(prepared, chosen.trials, chosen.timeout, callbacks=callbacks, jobs=chosen.jobs)
+        measure_test_accuracy(prepared)
+        remember(prepared.study)
+        return best_summary(prepared.study, prepared.location.db_path)
 
 
 def _signature() -> inspect.Signature:
@@ -73,19 +101,21 @@ def _signature() -> inspect.Signature:
 optimize.__signature__ = _signature()  # type: ignore[attr-defined]
 
 
-def best(db: str, study: str | None = None, *, verbose: bool = False) -> dict[str, Any]:
+def best(db: str | os.PathLike[str], study: str | None = None, *, verbose: bool = False) -> dict[str, Any]:
     """What ``tuner best DB --json`` prints."""
     from tuner.after.summary import best_summary
     from tuner.storage.opening import open_study
 
     _quiet(verbose)
-    opened, location = open_study(db, study)
-    return best_summary(opened, location.db_path)
+    with _python_names():
+        opened, location = open_study(os.fspath(db), study)
+        return best_summary(opened, location.db_path)
 
 
-def trials(db: str, study: str | None = None, *, state: Iterable[str] = (), sort: str = "number",
-           limit: int | None = None, verbose: bool = False) -> dict[str, Any]:
-    """What ``tuner trials DB --json`` prints: ``{"study", "counts", "trials": [...]}``."""
+def trials(db: str | os.PathLike[str], study: str | None = None, *, state: str | Iterable[str] = (),
+           sort: str = "number", limit: int | None = None, verbose: bool = False) -> dict[str, Any]:
+    """What ``tuner trials DB --json`` prints: ``{"study", "counts", "trials": [...]}``. ``state``
+    is one state name or several."""
     from tuner.after.summary import trials_json
     from tuner.errors import UsageError
     from tuner.storage.opening import open_study
@@ -93,7 +123,7 @@ def trials(db: str, study: str | None = None, *, state: Iterable[str] = (), sort
 
     _quiet(verbose)
     wanted = set()
-    for s in state:
+    for s in [state] if isinstance(state, str) else state:
         if s not in STATE_NAMES:
             raise UsageError(f"state {s!r}: choose from {', '.join(STATE_NAMES)}")
         wanted.add(STATE_NAMES[s])
@@ -101,5 +131,6 @@ def trials(db: str, study: str | None = None, *, state: Iterable[str] = (), sort
         raise UsageError(f"sort {sort!r}: choose {', '.join(SORTS[:-1])} or {SORTS[-1]}")
     if limit is not None and limit < 1:
         raise UsageError(f"limit must be at least 1, got {limit}")
-    opened, _ = open_study(db, study)
-    return trials_json(opened, select_trials(opened, wanted, sort, limit))
+    with _python_names():
+        opened, _ = open_study(os.fspath(db), study)
+        return trials_json(opened, select_trials(opened, wanted, sort, limit))

@@ -28,6 +28,8 @@ def test_the_documented_example_runs_and_returns_what_the_cli_prints(tmp_path, m
     listed = json.loads(run_tuner("trials", "studies/api.db", "--json", "--state", "pruned", "--sort", "value",
                                   cwd=tmp_path, check=True).stdout)
     assert tuner.trials("studies/api.db", state=["pruned"], sort="value") == listed
+    assert tuner.trials(tmp_path / "studies" / "api.db", state="pruned", sort="value") == listed  # Path, one state
+    assert tuner.best(tmp_path / "studies" / "api.db") == cli
 
 
 def test_mistakes_raise_the_clis_one_line(tmp_path):
@@ -35,5 +37,10 @@ def test_mistakes_raise_the_clis_one_line(tmp_path):
         tuner.best(str(tmp_path / "missing.db"))
     with pytest.raises(UsageError, match="state 'done'"):
         tuner.trials(str(tmp_path / "missing.db"), state=["done"])
-    with pytest.raises(UsageError, match="--epochs must be at least 1"):
-        tuner.optimize("lenet-digits", epochs=0, db=str(tmp_path / "x.db"))
+    with pytest.raises(UsageError, match=r"^epochs must be at least 1"):  # the argument, not the CLI's flag
+        tuner.optimize("lenet-digits", epochs=0, db=tmp_path / "x.db")
+    with pytest.raises(UsageError, match=r"^max_train must be at least 2"):
+        tuner.optimize("lenet-digits", max_train=1, db=tmp_path / "x.db")
+    with pytest.raises(UsageError, match=r"unknown option.*epoch"):
+        tuner.optimize("lenet-digits", epoch=3)
+    assert not (tmp_path / "x.db").exists()

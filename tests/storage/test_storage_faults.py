@@ -5,33 +5,17 @@ which binds root too, as CI runs) and a small tmpfs filled to the brim."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
-from helpers import one_error_line, run_tuner
+from helpers import digest, immutable, one_error_line, run_tuner
 
 pytestmark = pytest.mark.reliability  # docs/reliability.md: every fault and bad input
 
 SHORT = ["--plugin", "mlp-digits", "--epochs", "1", "--quiet", "--pruner", "none"]
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@contextlib.contextmanager
-def immutable(path: Path) -> Iterator[None]:
-    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
-        pytest.skip("chattr +i is not possible here (needs root on ext4 or similar)")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
 @contextlib.contextmanager

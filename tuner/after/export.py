@@ -26,12 +26,13 @@ from optuna.trial import FrozenTrial
 from torch import nn
 
 from tuner import __version__
+from tuner.after.files import make_folder, os_error, refuse_study_files, study_files
 from tuner.after.formats import FORMATS
 from tuner.after.rebuild import Rebuilt, find_trial, hyperparameters_of, rebuild
+from tuner.after.summary import trained_params
 from tuner.data.prepared import PreparedData
 from tuner.errors import StudyError, TunerError, UsageError, first_line
-from tuner.storage import records
-from tuner.storage.records import best_trial, test_accuracies
+from tuner.storage.records import best_trial, test_accuracies, view
 from tuner.storage.weights import for_study
 from tuner.training.loop import eval_batch_size
 
@@ -64,10 +65,7 @@ def export(study: optuna.Study, db_path: Path | None, number: int | None, fmt: s
     """Export trial ``number`` (default: the best) of ``study`` as ``fmt`` into folder ``out``."""
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"-o {out} is a file; give a folder (it is created)")
-    if out.is_dir() and (out / "model.json").exists() and not force:
-        raise UsageError(f"{out} already holds an exported model; give another folder or --force")
+    check_target(study, db_path, out, force)
     trial = trial_to_export(study, number)
     store = for_study(study, db_path)
     if store is None:
@@ -78,8 +76,11 @@ def export(study: optuna.Study, db_path: Path | None, number: int | None, fmt: s
     model = rebuilt.pair.arch.build(rebuilt.data.shape, hyperparameters_of(trial))
     model.load_state_dict(state)
     model.eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    make_folder(out.parent)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:
+        raise os_error(out, e) from None
     try:
         model_file = staging / FORMATS[fmt]
         run = _write_torchscript(model, rebuilt.data, model_file) if fmt == "torchscript" else \
@@ -92,6 +93,24 @@ def export(study: optuna.Study, db_path: Path | None, number: int | None, fmt: s
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Exported(out, out / FORMATS[fmt], card)
+
+
+def check_target(study: optuna.Study, db_path: Path | None, out: Path, force: bool) -> None:
+    """Refuse, before anything is built, an ``-o`` that is a file, one of the study's own files, a
+    folder with an earlier export (without ``--force``), or one holding a model no export made."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {out} is a file; give a folder (it is created)")
+    refuse_study_files(out, study_files(study, db_path))
+    if not out.is_dir():
+        return
+    if (out / "model.json").exists():
+        if not force:
+            raise UsageError(f"{out} already holds an exported model; give another folder or --force")
+        return
+    foreign = [name for name in FORMATS.values() if (out / name).exists()]
+    if foreign:
+        raise UsageError(f"{out} holds {foreign[0]} that no tuner export made (there is no model.json beside it); "
+                         "give another folder")
 
 
 def _example(data: PreparedData, n: int = 2) -> torch.Tensor:
@@ -207,7 +226,7 @@ def model_card(study: optuna.Study, trial: FrozenTrial, rebuilt: Rebuilt, fmt: s
             "resize_from": list(dataset.image_size) if data.input_size is not None else None,
         },
         "output": "logits, one per class in class_names order (softmax for probabilities)",
-        "hyperparameters": trial.user_attrs.get(records.HPARAMS, {}),
+        "hyperparameters": trained_params(view(trial)),
         "validation_accuracy": trial.value,
         "test_accuracy": stored_test if stored_test is not None else check["test_accuracy_pytorch"],
         "verification": check,
@@ -215,8 +234,17 @@ def model_card(study: optuna.Study, trial: FrozenTrial, rebuilt: Rebuilt, fmt: s
 
 
 def _move_into_place(staging: Path, out: Path) -> None:
-    """Each file replaces its namesake in ``out`` atomically; model.json goes last, so a folder
-    with a model.json always holds the model it describes."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name in sorted(os.listdir(staging), key=lambda n: n == "model.json"):
-        os.replace(staging / name, out / name)
+    """Each file replaces its namesake in ``out`` atomically; an earlier export's model of another
+    format is removed; model.json goes last, so a folder with a model.json always holds the one
+    model it describes."""
+    make_folder(out)
+    names = sorted(os.listdir(staging), key=lambda n: n == "model.json")
+    try:
+        for name in names:
+            if name == "model.json":
+                for stale in set(FORMATS.values()) - set(names):
+                    with contextlib.suppress(FileNotFoundError):
+                        (out / stale).unlink()
+            os.replace(staging / name, out / name)
+    except OSError as e:
+        raise os_error(out, e) from None

@@ -17,7 +17,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.after import importance
+from tuner.after.files import made_by_tuner, refuse_study_files, study_files, write_atomic
 from tuner.after.summary import best_summary, pct
+from tuner.errors import UsageError
 from tuner.storage import records
 from tuner.storage.records import ZERO_SWITCH, reference_trial, state_counts
 
@@ -139,9 +141,10 @@ def _worker(trial: FrozenTrial) -> str:
 
 
 def write_report(study: optuna.Study, db_path: Path | None, shown: str, path: Path) -> dict[str, Any]:
-    """Write the report to ``path``; returns ``{"path", "plots": [titles]}``."""
+    """Write the report to ``path`` (see :func:`check_target`); returns ``{"path", "plots": [titles]}``."""
     import plotly.io as pio
 
+    check_target(study, db_path, path)
     plots = figures(study)
     summary = best_summary(study, db_path)
     counts = state_counts(study)
@@ -155,16 +158,26 @@ def write_report(study: optuna.Study, db_path: Path | None, shown: str, path: Pa
     head = _header(study, summary, counts, shown)
     page = _PAGE.format(title=html.escape(f"tuner report: {study.study_name}"), header=head,
                         sections="\n".join(sections))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    write_atomic(path, page)
     return {"path": str(path), "plots": [title for title, _, _ in plots]}
+
+
+def check_target(study: optuna.Study, db_path: Path | None, path: Path) -> None:
+    """Refuse, before anything is drawn, an ``-o`` that is a folder, one of the study's own files,
+    or a file that is not an earlier tuner report."""
+    if path.is_dir():
+        raise UsageError(f"-o {path} is a folder; give a file name such as {path / 'report.html'}")
+    refuse_study_files(path, study_files(study, db_path))
+    if path.exists() and not made_by_tuner(path, MARKER):
+        raise UsageError(f"-o {path} exists and is not a tuner report; give a new file name (a report "
+                         "replaces only an earlier report)")
 
 
 def _header(study: optuna.Study, summary: dict[str, Any], counts: dict[str, int], shown: str) -> str:
     d = summary["difference"]["validation"]
     sure = "" if d is None else (f" ({'within noise' if d['within_noise'] else 'beyond noise'}: "
                                  f"SE {d['se_points']:.2f} points on {d['examples']:,} examples)")
-    hints = "".join(f"<li>{html.escape(h)}</li>" for h in summary["hints"])
+    hints = "".join(f"<li>{html.escape(h)}</li>" for h in [*summary["claims"], *summary["hints"]])
     rows = [
         ("study", f"{study.study_name} in {shown}"),
         ("trials", f"{counts['COMPLETE']} complete, {counts['PRUNED']} pruned, {counts['FAIL']} failed"),
@@ -176,8 +189,9 @@ def _header(study: optuna.Study, summary: dict[str, Any], counts: dict[str, int]
     return f"<table>{table}</table>" + (f"<ul class='hints'>{hints}</ul>" if hints else "")
 
 
+MARKER = '<meta name="generator" content="tuner report">'  # what makes a file one tuner may replace
 _PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="tuner report"><title>{title}</title>
 <script>window.tunerErrors = []; window.addEventListener("error", function (e) {{
   window.tunerErrors.push(String(e.message)); var el = document.getElementById("errors");
   if (el) {{ el.textContent = window.tunerErrors.join("\\n"); }} }});</script>

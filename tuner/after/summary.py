@@ -13,6 +13,7 @@ from tuner.after import importance
 from tuner.storage import records
 from tuner.storage.records import TrialView, view
 from tuner.storage.weights import find_weights, for_study
+from tuner.training.space import acting
 
 
 def pct(value: float | None) -> str:
@@ -44,7 +45,8 @@ def difference(best: float | None, reference: float | None, n: int | None,
 def best_summary(study: optuna.Study, db_path: Path | None = None) -> dict[str, Any]:
     """What ``tuner best --json`` prints. ``weights`` is a local file that loads with
     ``torch.load(path, weights_only=True)`` (fetched into a cache from an object store), or
-    None with the reason under ``weights_artifact.problem``."""
+    None with the reason under ``weights_artifact.problem``. ``claims`` says in plain sentences
+    what the comparison with the reference means (:func:`claims`)."""
     best_frozen = records.best_trial(study)
     best = view(best_frozen)
     ref = records.reference_trial(study)
@@ -54,18 +56,16 @@ def best_summary(study: optuna.Study, db_path: Path | None = None) -> dict[str, 
     found = find_weights(best_frozen, store)
     ref_found = find_weights(ref, store) if ref is not None else None
     prov = records.provenance(study)
-    paired = study.user_attrs.get(records.PAIRED, {})
-    if ref_view is None or paired.get("trials") != [best.number, ref_view.number]:
-        paired = {}
-    val_n = paired.get("validation", {}).get("n") or prov.get("val_examples")
-    test_n = paired.get("test", {}).get("n") or prov.get("test_examples")
+    val_n, test_n, paired = _examples(study, prov, best, ref_view)
     ref_test = tests.get(ref_view.number) if ref_view else None
-    return {
+    # Studies made before provenance kept it had it in the reference trial's settings.
+    source_epochs = prov.get("reference_epochs", (ref_view.hparams if ref_view else {}).get("epochs"))
+    summary = {
         "study": study.study_name,
         "plugin": prov.get("plugin"),
         "trial": best.number,
         "value": best.value,
-        "params": best.hparams,
+        "params": trained_params(best),
         "epochs": best.history,
         "test_accuracy": tests.get(best.number),
         "weights": str(found.path) if found is not None and found.ok else None,
@@ -75,23 +75,75 @@ def best_summary(study: optuna.Study, db_path: Path | None = None) -> dict[str, 
         "reference_value": ref_view.value if ref_view else None,
         "reference_test_accuracy": ref_test,
         "reference_weights": str(ref_found.path) if ref_found is not None and ref_found.ok else None,
+        "reference_epochs": {"trained": ref_view.epochs_run if ref_view else None, "source": source_epochs},
+        "runner_up": _runner_up(study, best.number),
         "counts": records.state_counts(study),
         "runs": records.runs(study),
         "importance": importance.current_importance(study),
         "hints": [h["text"] for h in importance.edge_hints(best_frozen)],
         "validation_examples": val_n,
         "test_examples": test_n,
-        # best - reference in points, its standard error, and whether it is within noise
-        "difference": {
-            "validation": difference(best.value, ref_view.value if ref_view else None, val_n,
-                                     paired.get("validation")),
-            "test": difference(tests.get(best.number), ref_test, test_n, paired.get("test")),
-        },
+        # best - reference in points, its standard error, and whether it is within noise; none
+        # when the best is the reference (a trial is not compared with itself)
+        "difference": {"validation": None, "test": None},
     }
+    if ref_view is not None and ref_view.number != best.number:
+        summary["difference"] = {
+            "validation": difference(best.value, ref_view.value, val_n, paired.get("validation")),
+            "test": difference(tests.get(best.number), ref_test, test_n, paired.get("test")),
+        }
+    summary["claims"] = claims(summary)
+    return summary
+
+
+def trained_params(trial: TrialView) -> dict[str, Any]:
+    """The hyperparameters that acted in the trial, and ``epochs``: how many it trained."""
+    return {**acting(trial.hparams), "epochs": trial.epochs_run}
+
+
+def _examples(study: optuna.Study, prov: dict[str, Any], best: TrialView,
+              ref: TrialView | None) -> tuple[int | None, int | None, dict[str, Any]]:
+    """Validation and test examples, and the paired counts when they are of these two trials."""
+    paired = study.user_attrs.get(records.PAIRED, {})
+    if ref is None or paired.get("trials") != [best.number, ref.number]:
+        paired = {}
+    val_n = paired.get("validation", {}).get("n") or prov.get("val_examples")
+    test_n = paired.get("test", {}).get("n") or prov.get("test_examples")
+    return val_n, test_n, paired
+
+
+def _runner_up(study: optuna.Study, best: int) -> dict[str, Any] | None:
+    ranked = [t for t in records.best_first(study.get_trials(deepcopy=False)) if t.number != best]
+    return {"trial": ranked[0].number, "value": ranked[0].value} if ranked else None
+
+
+def claims(summary: dict[str, Any]) -> list[str]:
+    """What the comparison with the reference means, in plain sentences: the reference is still
+    the best; the validation choice did not hold on test; the reference trained fewer (or more)
+    epochs than its source."""
+    said = []
+    ref, best = summary["reference_trial"], summary["trial"]
+    runner = summary["runner_up"]
+    if ref is not None and ref == best:
+        line = f"the reference (trial {ref}) is still the best"
+        if runner is not None:
+            line += (f"; the runner-up, trial {runner['trial']}, trails it by "
+                     f"{100 * (summary['value'] - runner['value']):.2f} pts on validation")
+        said.append(line)
+    test = summary["difference"]["test"]
+    if test is not None and test["points"] < 0:
+        sure = "within noise" if test["within_noise"] else f"{abs(test['points']) / test['se_points']:.1f} SE"
+        said.append(f"on the test set the best trial is {abs(test['points']):.2f} pts below the reference "
+                     f"({sure}): the choice made on validation did not hold on test")
+    epochs = summary["reference_epochs"]
+    if ref is not None and epochs["source"] and epochs["trained"] is not None and epochs["source"] != epochs["trained"]:
+        said.append(f"the reference trained {epochs['trained']} epochs here (the study's --epochs), not the "
+                    f"{epochs['source']} its source used: the comparison is at this study's budget")
+    return said
 
 
 def trials_json(study: optuna.Study, views: list[TrialView]) -> dict[str, Any]:
     """What ``tuner trials --json`` prints."""
-    rows = [{"number": v.number, "state": v.state, "value": v.value, "params": v.hparams, "epochs": v.history,
+    rows = [{"number": v.number, "state": v.state, "value": v.value, "params": acting(v.hparams), "epochs": v.history,
              "duration_s": v.duration_s, "reason": v.reason, "reference": v.reference} for v in views]
     return {"study": study.study_name, "counts": records.state_counts(study), "trials": rows}

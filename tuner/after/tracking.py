@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.after.summary import trained_params
 from tuner.errors import UsageError, message_line
 from tuner.storage.location import hide_password, scrub
 from tuner.storage.records import view
@@ -68,7 +69,7 @@ class MlflowLogger:
             tags["tuner.reason"] = str(record.reason)[:500]
         run = self.client.create_run(self.experiment, run_name=f"trial {trial.number}",
                                      tags=tags, start_time=_ms(record.started))
-        params = [Param(k, str(v)) for k, v in record.hparams.items()]
+        params = [Param(k, str(v)) for k, v in trained_params(record).items()]
         now = _ms(record.completed) or int(time.time() * 1000)
         metrics = [Metric(name, float(row[name]), now, int(row["epoch"]))
                    for row in record.history for name in METRICS if row.get(name) is not None]

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from tuner.after.formats import FORMATS
 from tuner.cli.app import DATA_DIR_HELP, STUDY_HELP, app, out
 from tuner.cli.reading import open_target
-from tuner.errors import UsageError
 
 
 @app.command()
@@ -69,8 +69,6 @@ def report(db: str, study: str | None, output: str | None) -> None:
 
     opened, location = open_target(db, study)
     path = Path(output or f"{opened.study_name}-report.html")
-    if path.is_dir():
-        raise UsageError(f"-o {path} is a folder; give a file name such as {path / 'report.html'}")
     done = write_report(opened, location.db_path, location.shown, path)
     out.print(f"wrote {done['path']}: {len(done['plots'])} plots ({', '.join(done['plots'])}); it opens offline",
               soft_wrap=True)
@@ -117,6 +115,11 @@ def export_command(db: str, number: int | None, study: str | None, fmt: str, out
     out.print(f"exported trial {card['trial']} of {card['study']} as {fmt}: {done.model_file}, "
               f"{done.folder / 'model.json'}", soft_wrap=True)
     stored = f" (stored {pct(check['test_accuracy_stored'])})" if check["test_accuracy_stored"] is not None else ""
+    if number is None:  # the best: what the summary says of it goes with it
+        from tuner.after.summary import best_summary
+
+        for claim in best_summary(opened, location.db_path)["claims"]:
+            out.print(f"[yellow]note:[/yellow] {escape(claim)}", soft_wrap=True)
     if check["compared"]:
         out.print(f"verified on {check['test_examples']:,} test examples: largest logit difference "
                   f"{check['max_abs_diff']:.2g}, test accuracy {pct(check['test_accuracy_exported'])}{stored}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -100,7 +101,8 @@ def comparison_panel(summary: dict[str, Any], db_shown: str) -> Panel:
     rows.add_row("validation accuracy", pct(best_v), pct(ref_v), change(best_v, ref_v))
     rows.add_row("test accuracy", pct(best_t), pct(ref_t), change(best_t, ref_t))
     sure = [certainty_line(part, d) for part, d in summary.get("difference", {}).items() if d is not None]
-    lines = [rows, *sure, "",
+    said = [f"[yellow]note:[/yellow] {escape(claim)}" for claim in summary.get("claims", [])]
+    lines = [rows, *sure, *said, "",
              f"weights: {weights_line(summary)}",
              f"see it again: tuner best {db_shown} --study {summary['study']}"]
     return Panel(Group(*lines), title=f"{summary['study']}: best vs hand-picked reference",
@@ -152,8 +154,10 @@ def runs_line(runs: list[dict[str, Any]]) -> str:
 
 
 def counts_line(counts: dict[str, int]) -> str:
-    return (f"{counts.get('COMPLETE', 0)} complete · {counts.get('PRUNED', 0)} pruned · "
+    """``8 complete · 3 pruned · 0 failed``, and ``· 1 running`` while any is."""
+    line = (f"{counts.get('COMPLETE', 0)} complete · {counts.get('PRUNED', 0)} pruned · "
             f"{counts.get('FAIL', 0)} failed")
+    return line + (f" · {counts['RUNNING']} running" if counts.get("RUNNING") else "")
 
 
 def environment_line(env: dict[str, Any]) -> str:

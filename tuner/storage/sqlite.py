@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,18 @@ def disk_full(folder: Path) -> bool:
         return False
 
 
+def folder_writable(folder: Path) -> bool:
+    """Whether a file can be made in ``folder`` (tried: root ignores permission bits, not chattr +i)."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".tuner-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return True
+
+
 def check_database_file(path: Path) -> None:
     """Raise :class:`StudyError` unless ``path`` is a readable study database. Read-only."""
     if not path.exists():
@@ -49,9 +62,13 @@ def check_database_file(path: Path) -> None:
     try:
         tables = _tables_checked(path)
     except sqlite3.DatabaseError as e:
-        if disk_full(path.parent):  # SQLite could not make its -wal and -shm files: not damage
-            raise StudyError(f"no space left in {path.absolute().parent} to open {path} ({e}); free some and "
+        folder = path.absolute().parent
+        if disk_full(folder):  # SQLite could not make its -wal and -shm files: not damage
+            raise StudyError(f"no space left in {folder} to open {path} ({e}); free some and "
                              "run the same command again") from None
+        if not folder_writable(folder):  # the same: a sound file SQLite cannot open beside itself
+            raise StudyError(f"{path} is in a read-only folder, {folder} ({e}): SQLite writes its journal "
+                             "beside the file; make the folder writable, or copy the study to one that is") from None
         raise StudyError(f"{path} is corrupt ({e}); restore it from a backup") from None
     if not tables >= _REQUIRED_TABLES:
         raise StudyError(f"{path} is a SQLite database but holds no tuner study; check the path")

@@ -199,6 +199,8 @@ def _write_provenance(study: optuna.Study, inputs: _Inputs, data: PreparedData, 
         "device": str(inputs.device),
         "search_space": space_desc,
         "reference_source": inputs.pair.arch.reference_source,
+        # The epochs the reference's source trained it for: the study trains it for its own.
+        "reference_epochs": inputs.pair.arch.reference.epochs if inputs.pair.arch.reference else None,
         "created": records.now_iso(),
         "train_examples": len(data.train_y),
         "val_examples": len(data.val_y),

@@ -146,6 +146,13 @@ def _scalar(text: str) -> Any:
     return {"true": True, "false": False, "none": None, "null": None}.get(text.lower(), text)
 
 
+def _value(name: str, text: str) -> Any:
+    """One value of a ``--space`` entry: a name stays a name for the fields that take names
+    (``scheduler=none`` is the scheduler called "none", as in a TOML file), else a number,
+    true/false or none."""
+    return text.strip() if name in _STR_FIELDS else _scalar(text)
+
+
 def parse_entry(entry: str) -> tuple[str, Param]:
     """``"lr=1e-5:1e-1:log"`` -> ``("lr", FloatRange(1e-5, 0.1, log=True))``.
 
@@ -171,9 +178,9 @@ def parse_entry(entry: str) -> tuple[str, Param]:
         else:
             param = FloatRange(float(low), float(high), log=log)
     elif len(parts) == 1 and "," in spec:
-        param = Choice(tuple(_scalar(v) for v in spec.split(",")))
+        param = Choice(tuple(_value(name, v) for v in spec.split(",")))
     elif len(parts) == 1:
-        param = Fixed(_scalar(spec))
+        param = Fixed(_value(name, spec))
     else:
         raise UsageError(f"--space {entry!r}: expected NAME=LOW:HIGH[:log], NAME=A,B,C or NAME=VALUE")
     validate_param(name, param)
@@ -283,6 +290,13 @@ def applies(name: str, values: Mapping[str, Any]) -> bool:
     if name == "momentum":
         return values.get("optimizer", "sgd") == "sgd"
     return values.get(name) is not None
+
+
+def acting(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyperparameters that acted, given the others (:func:`applies`): no momentum for Adam,
+    no ``step_*`` under ReduceLROnPlateau. ``epochs`` (a budget, not a setting) is left out: what
+    a trial trained is its history's length."""
+    return {k: v for k, v in values.items() if k != "epochs" and applies(k, values)}
 
 
 def fixed_params_for(reference: Hyperparameters, space: Mapping[str, Param]) -> dict[str, Any]:

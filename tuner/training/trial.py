@@ -23,7 +23,7 @@ from tuner.runtime.liveness import identity
 from tuner.storage import records
 from tuner.storage.records import rank
 from tuner.training.loop import EpochResult, Trainer, start_training, trial_seed
-from tuner.training.space import fixed_params_for, hyperparameters, sample, sample_reference
+from tuner.training.space import acting, fixed_params_for, hyperparameters, sample, sample_reference
 
 if TYPE_CHECKING:
     from tuner.storage.weights import StudyArtifacts
@@ -97,7 +97,7 @@ class Objective:
             # Which process runs it: a resume fails it at once if this process dies (tuner.runtime.liveness).
             trial.set_user_attr(records.PROCESS, identity())
             hp, is_reference = self.hyperparameters_for(trial)
-            trial.set_user_attr(records.HPARAMS, hp.as_dict())
+            trial.set_user_attr(records.HPARAMS, acting(hp.as_dict()))  # what trained, not what was inert
             seed = trial_seed(self.seed, trial.number)
             trial.set_user_attr(records.RECIPE, {**self.recipe, "trial_seed": seed,
                                               "threads": torch.get_num_threads()})
