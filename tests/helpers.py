@@ -158,6 +158,18 @@ def write_idx_gz(path: Path, array: np.ndarray) -> None:
         f.write(header + array.astype(np.uint8).tobytes())
 
 
+def write_mnist(root: Path, train: int, test: int) -> Path:
+    """MNIST's four files in the official format (random pixels, labels cycling 0..9) under
+    ``root/MNIST/raw``; returns ``root``, a data folder as --data-dir takes it."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", train), ("t10k", test)):
+        write_idx_gz(raw / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx_gz(raw / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    return root
+
+
 def real_server(why: str | None, what: str) -> None:
     """Skip a test whose server cannot start here, with the reason; on CI (which installs
     every server and extra) fail it instead: a storage test is never silently passed."""

@@ -56,10 +56,10 @@ def optimize(plugin: str, trials: int | None = None, *, verbose: bool = False, *
     stores the running trial as interrupted and propagates."""
     from tuner.after.importance import remember
     from tuner.after.summary import best_summary
-    from tuner.after.tracking import loggers
+    from tuner.after.tracking import finish_tracking, loggers
     from tuner.errors import UsageError
     from tuner.study.options import OptimizeOptions
-    from tuner.study.prepare import prepare_study
+    from tuner.study.prepare import check_options, prepare_study
     from tuner.study.run import run_study
     from tuner.study.testset import measure_test_accuracy
 
@@ -74,12 +74,13 @@ def optimize(plugin: str, trials: int | None = None, *, verbose: bool = False, *
         options["space"] = [options["space"]]
     with _python_names():
         chosen = OptimizeOptions(plugin=plugin, trials=trials, **options)
-        chosen.validate()
+        check_options(chosen)  # all of them, before --mlflow's store (or anything else) is made
         callbacks = loggers(chosen.mlflow, chosen.study or plugin, plugin)
         prepared = prepare_study(chosen)
         run_study(prepared, chosen.trials, chosen.timeout, callbacks=callbacks, jobs=chosen.jobs)
         measure_test_accuracy(prepared)
         remember(prepared.study)
+        finish_tracking(callbacks, prepared.study, prepared.location.db_path)
         return best_summary(prepared.study, prepared.location.db_path)
 
 

@@ -93,3 +93,11 @@ def test_scheduler_none_is_one_rule_everywhere(tmp_path):
     sampled = [row for row in listed["trials"] if not row["reference"]]
     assert sampled and all(row["params"]["scheduler"] == "none" for row in sampled)
     assert all(not any(k.startswith("plateau_") for k in row["params"]) for row in sampled)
+
+
+def test_the_trials_summary_line_counts_running_trials(reference_wins):
+    db = lenet_digits_db(reference_wins)
+    study = optuna.load_study(study_name="lenet-digits", storage=f"sqlite:///{db}")
+    study.ask()  # another process's trial, still running
+    out = run_tuner("trials", str(db), cwd=reference_wins, check=True).stdout
+    assert "3 complete · 0 pruned · 0 failed · 1 running" in out

@@ -164,3 +164,43 @@ def test_dropout_none_pins_a_model_that_has_dropout():
     for bad in ("lr=none", "batch_size=null"):
         with pytest.raises(Exception, match="cannot be none"):
             parse_entry(bad)
+
+
+@pytest.mark.slow
+@pytest.mark.reliability
+def test_reproduce_and_export_use_the_data_folder_the_study_was_made_with(tmp_path):
+    from helpers import write_mnist
+
+    data = write_mnist(tmp_path / "where-the-data-was", train=60, test=20)
+    made = tmp_path / "made"
+    made.mkdir()
+    run_tuner("optimize", "--plugin", "mlp-mnist", "--trials", "2", "--epochs", "1", "--quiet",
+              "--data-dir", str(data), cwd=made, check=True)
+    db = made / "studies" / "mlp-mnist.db"
+    elsewhere = tmp_path / "elsewhere"  # another folder, TUNER_DATA_DIR pointing at nothing
+    elsewhere.mkdir()
+    proc = run_tuner("reproduce", str(db), "--trial", "0", cwd=elsewhere, check=True)
+    assert "reproduced" in proc.stdout
+    run_tuner("export", str(db), "--format", "torchscript", "-o", str(elsewhere / "m"), cwd=elsewhere, check=True)
+    data.rename(tmp_path / "moved")
+    for args in (("reproduce", str(db), "--trial", "0"), ("export", str(db), "--format", "torchscript", "-o",
+                                                          str(elsewhere / "m2"))):
+        line = one_error_line(run_tuner(*args, cwd=elsewhere))
+        assert str(data) in line and "not there any more" in line and "--data-dir" in line, line
+    proc = run_tuner("reproduce", str(db), "--trial", "0", "--data-dir", str(tmp_path / "moved"), cwd=elsewhere,
+                     check=True)
+    assert "reproduced" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.reliability
+def test_a_trial_whose_plugin_is_gone_says_which_plugin_and_prints_nothing_else(demo_plugins, tmp_path):
+    from helpers import pythonpath
+
+    run_tuner("optimize", "--plugin", "tinynet-digits8", "--trials", "1", "--epochs", "1", "--quiet",
+              cwd=tmp_path, env=pythonpath(demo_plugins), check=True)
+    db = tmp_path / "studies" / "tinynet-digits8.db"
+    proc = run_tuner("reproduce", str(db), "--trial", "0", cwd=tmp_path)  # the package is not on the path now
+    line = one_error_line(proc)
+    assert "tinynet-digits8" in line and "not installed" in line and "tuner-demo-plugins" in line, line
+    assert "did you mean" not in line and proc.stdout == ""

@@ -1,11 +1,18 @@
-"""`--mlflow URI`: one MLflow run per trial with its hyperparameters and per-epoch metrics,
-read back through MLflow's own client from a local file store."""
+"""`--mlflow URI`: one MLflow run per trial with its hyperparameters and per-epoch metrics, the
+test accuracy and the best model when the study ends, read back through MLflow's own client; a
+store that cannot be used is one line in seconds, with no password and nothing left behind."""
 
 from __future__ import annotations
+
+import json
+import socket
+import time
 
 import optuna
 import pytest
 from helpers import lenet_digits_db, need_extra, one_error_line, run_tuner
+
+import tuner
 
 
 @pytest.mark.slow
@@ -37,10 +44,65 @@ def test_each_trial_is_one_mlflow_run_with_its_epochs(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_the_runs_carry_test_accuracy_the_best_model_and_a_pruned_status(tmp_path, monkeypatch):
+    need_extra("mlflow", "mlflow")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)  # MLflow keeps a sqlite store's artifacts beside the command
+    monkeypatch.setenv("TUNER_OFFLINE", "1")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    summary = tuner.optimize("lenet-digits", trials=6, epochs=3, pruner_startup=1, mlflow=store,
+                             db=str(tmp_path / "s.db"))  # the Python API takes the same option
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name("lenet-digits")
+    runs = {int(r.data.tags["tuner.trial"]): r for r in client.search_runs([experiment.experiment_id])}
+    best = runs[summary["trial"]]
+    assert best.data.tags["tuner.best"] == "true"
+    assert best.data.metrics["test_accuracy"] == pytest.approx(summary["test_accuracy"])
+    if summary["reference_trial"] != summary["trial"]:
+        assert runs[summary["reference_trial"]].data.metrics["test_accuracy"] == \
+            pytest.approx(summary["reference_test_accuracy"])
+    assert best.data.params["epochs"] == str(len(summary["epochs"]))
+    assert "momentum" not in best.data.params or best.data.params["optimizer"] == "sgd"
+    files = {a.path for a in client.list_artifacts(best.info.run_id, "model")}
+    assert files == {"model/model.json", "model/weights.pt"}
+    with open(client.download_artifacts(best.info.run_id, "model/model.json", str(tmp_path))) as f:
+        card = json.load(f)
+    assert card["trial"] == summary["trial"] and card["params"] == summary["params"]
+    for number, run in runs.items():
+        state = run.data.tags["tuner.state"]
+        assert run.info.status == {"complete": "FINISHED", "pruned": "KILLED", "fail": "FAILED"}[state], number
+        assert run.data.params["epochs"] == str(len(client.get_metric_history(run.info.run_id, "val_accuracy")))
+
+
+@pytest.mark.slow
 def test_an_mlflow_store_that_cannot_be_used_is_one_line_before_any_trial(tmp_path):
     need_extra("mlflow", "mlflow")
     (tmp_path / "a-file").write_text("x")
     line = one_error_line(run_tuner("optimize", "--plugin", "lenet-digits", "--trials", "1", "--epochs", "1",
                                     "--mlflow", f"sqlite:///{tmp_path / 'a-file' / 'm.db'}", cwd=tmp_path))
-    assert "--mlflow" in line and "MLflow refused it" in line
+    assert "--mlflow" in line and str(tmp_path / "a-file") in line
     assert not lenet_digits_db(tmp_path).exists()
+
+
+@pytest.mark.reliability
+@pytest.mark.slow
+def test_mlflow_mistakes_are_one_line_in_seconds_with_no_password_and_nothing_made(tmp_path):
+    need_extra("mlflow", "mlflow")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    line = one_error_line(run_tuner("optimize", "--plugin", "lenet-digits", "--trials", "1", "--epochs", "1",
+                                    "--mlflow", f"http://me:s3cret-pw@127.0.0.1:{port}", cwd=tmp_path))
+    assert time.monotonic() - started < 60, "an unreachable server must be refused in seconds"
+    assert "s3cret-pw" not in line and "no MLflow server answers" in line and f"127.0.0.1:{port}" in line
+    line = one_error_line(run_tuner("optimize", "--plugin", "lenet-digits", "--trials", "1", "--mlflow",
+                                    f"file:{tmp_path / 'mlruns'}", cwd=tmp_path, env={"MLFLOW_ALLOW_FILE_STORE": ""}))
+    assert "MLFLOW_ALLOW_FILE_STORE=true" in line and "sqlite:///" in line and str(tmp_path / "mlruns") in line
+    # a mistake later on the command line: nothing made, not even MLflow's store
+    proc = run_tuner("optimize", "--plugin", "lenet-digits", "--mlflow", f"sqlite:///{tmp_path / 'm.db'}",
+                     "--space", "lr=abc", cwd=tmp_path)
+    assert "--space" in one_error_line(proc)
+    assert not (tmp_path / "m.db").exists() and not lenet_digits_db(tmp_path).exists()
+    assert not (tmp_path / "mlruns").exists()

@@ -53,18 +53,11 @@ def test_listing_imports_no_plugin_module():
 def data_root(tmp_path_factory) -> Path:
     """digits needs nothing; CIFAR and MNIST are small files written in their official formats
     (the real MNIST goes through the loader in test_data.py)."""
-    import numpy as np
-    from helpers import write_idx_gz
+    from helpers import write_mnist
 
     root = tmp_path_factory.mktemp("data")
     write_cifar10(root, per_batch=8)
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 20), ("t10k", 10)):
-        write_idx_gz(raw / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
-        write_idx_gz(raw / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
-    return root
+    return write_mnist(root, train=20, test=10)
 
 
 @pytest.mark.parametrize("dataset", sorted(BUILTIN_DATASETS))

@@ -61,7 +61,7 @@ def trial_to_export(study: optuna.Study, number: int | None) -> FrozenTrial:
 
 
 def export(study: optuna.Study, db_path: Path | None, number: int | None, fmt: str, out: Path,
-           data_dir: Path, force: bool = False) -> Exported:
+           data_dir: Path | None = None, force: bool = False) -> Exported:
     """Export trial ``number`` (default: the best) of ``study`` as ``fmt`` into folder ``out``."""
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")

@@ -16,6 +16,8 @@ from tuner.storage.records import ZERO_SWITCH
 
 #: Past this many completed trials importance uses PED-ANOVA (fast) instead of fANOVA (a random forest).
 FANOVA_MAX_TRIALS = 200
+#: Under this many complete trials an importance ranking is not yet meaningful (said where it is shown).
+MEANINGFUL_TRIALS = 10
 #: A best value in the outer 5% of its range (log scale for log ranges) is "at the edge".
 EDGE = 0.05
 _BELOW_ONE = {"dropout", "plateau_factor", "step_gamma"}  # must stay under 1
@@ -24,6 +26,11 @@ _BELOW_ONE = {"dropout", "plateau_factor", "step_gamma"}  # must stay under 1
 def shown_name(param: str) -> str:
     """``weight_decay_is_zero`` -> ``weight_decay = 0?``: the switch, by the hyperparameter's name."""
     return f"{param.removesuffix(ZERO_SWITCH)} = 0?" if param.endswith(ZERO_SWITCH) else param
+
+
+def too_few(trials: int) -> str:
+    """What is said of a ranking over fewer than :data:`MEANINGFUL_TRIALS` complete trials."""
+    return f"{trials} complete trials are too few for a meaningful ranking (it settles from about {MEANINGFUL_TRIALS})"
 
 
 def current_importance(study: optuna.Study) -> dict[str, Any] | None:
@@ -74,7 +81,8 @@ def importance(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> 
     if not values:
         return None
     shares = {shown_name(k): float(v) for k, v in sorted(values.items(), key=lambda kv: -kv[1])}
-    return {"evaluator": name, "trials": len(used), "values": shares}
+    note = too_few(len(used)) if len(used) < MEANINGFUL_TRIALS else None
+    return {"evaluator": name, "trials": len(used), "values": shares, "note": note}
 
 
 def edge_hints(best: FrozenTrial) -> list[dict[str, Any]]:

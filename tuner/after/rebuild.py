@@ -18,8 +18,9 @@ import torch
 from optuna.trial import FrozenTrial
 
 from tuner.contract import Hyperparameters
+from tuner.data.loading import default_data_dir
 from tuner.data.prepared import PreparedData, load_data
-from tuner.errors import StudyError
+from tuner.errors import PluginNotFound, StudyError
 from tuner.plugins.pair import Pair, load_pair
 from tuner.storage import records
 from tuner.training.device import resolve_device
@@ -78,14 +79,42 @@ class Rebuilt:
     recipe: dict[str, Any]
 
 
-def rebuild(study: optuna.Study, trial: FrozenTrial, data_dir: Path, device: str | None = None) -> Rebuilt:
-    """Load the trial's plugins and data. ``device`` None: the trial's own when this machine has
-    it, else the CPU."""
+def rebuild(study: optuna.Study, trial: FrozenTrial, data_dir: Path | None = None,
+            device: str | None = None) -> Rebuilt:
+    """Load the trial's plugins and data. ``data_dir`` None: the folder the study was made with
+    (see :func:`data_dir_of`). ``device`` None: the trial's own when this machine has it, else
+    the CPU."""
     recipe = recipe_of(study, trial)
-    pair = load_pair(recipe["plugin"])
+    pair = pair_of(trial, recipe)
+    data_dir = data_dir if data_dir is not None else data_dir_of(trial, recipe)
     if device is None:
         stored = str(recipe.get("device") or "cpu")
         device = stored if stored == "cpu" or torch.cuda.is_available() else "cpu"
     chosen = resolve_device(device)
     data = load_data(pair, data_dir, chosen, recipe)
     return Rebuilt(pair, data, chosen, recipe)
+
+
+def pair_of(trial: FrozenTrial, recipe: dict[str, Any]) -> Pair:
+    """The trial's plugin pair; one that is no longer installed is named with where it came from."""
+    try:
+        return load_pair(recipe["plugin"])
+    except PluginNotFound:
+        parts = [f"{recipe[kind]['name']} from {recipe[kind].get('distribution', '?')} "
+                 f"{recipe[kind].get('version', '')}".strip() for kind in ("architecture", "dataset")
+                 if isinstance(recipe.get(kind), dict) and "name" in recipe[kind]]
+        made = f" ({', '.join(parts)})" if parts else ""
+        raise StudyError(f"trial {trial.number} was trained with the plugin {recipe['plugin']}{made}, which is not "
+                         "installed here; install it to rebuild the trial") from None
+
+
+def data_dir_of(trial: FrozenTrial, recipe: dict[str, Any]) -> Path:
+    """The data folder the trial's study was made with, when it recorded one (a folder that is
+    gone is one line), else the usual default (``$TUNER_DATA_DIR``, else the user's cache)."""
+    stored = recipe.get("data_dir")
+    if not stored:
+        return default_data_dir(None)
+    if not Path(stored).is_dir():
+        raise StudyError(f"trial {trial.number} was trained on the data in {stored}, which is not there any more; "
+                         "give --data-dir where the data is now")
+    return Path(stored)

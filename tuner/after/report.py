@@ -44,62 +44,109 @@ def searched_params(trials: list[FrozenTrial]) -> list[str]:
 
 
 def figures(study: optuna.Study) -> list[tuple[str, str, Any]]:
-    """``(title, caption, figure)`` for every plot of the report, in the order shown."""
-    go = _plotly()
-    vis = optuna.visualization
+    """``(title, caption, figure)`` for every plot of the report, in the order shown. Accuracies
+    are percentages everywhere, epochs count from 1 as on the command line."""
     trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
+    out: list[tuple[str, str, Any]] = [_history(study), _curves(study, trials)]
+    bars = _importance(study)
+    if bars is not None:
+        out.append(bars)
     params = searched_params(done)
-    ref = reference_trial(study)
-    out: list[tuple[str, str, Any]] = []
-
-    history = vis.plot_optimization_history(study, target_name="validation accuracy")
-    if ref is not None and ref.state == TrialState.COMPLETE:
-        history.add_hline(y=ref.value, line_dash="dash", line_color="firebrick",
-                          annotation_text=f"reference (trial {ref.number}) {ref.value:.2%}")
-    history.update_yaxes(tickformat=".1%")
-    out.append(("Optimization history", "Each completed trial's validation accuracy, the best so far, and "
-                "the hand-picked reference.", history))
-
-    curves = vis.plot_intermediate_values(study)
-    states = {t.number: t.state for t in trials}
-    for trace in curves.data:
-        number = _trial_number(trace.name)
-        if number is not None and states.get(number) == TrialState.PRUNED:
-            trace.update(line={"color": GREY}, marker={"color": GREY}, name=f"Trial{number} (pruned)")
-    curves.update_yaxes(tickformat=".0%", title="validation accuracy")
-    curves.update_xaxes(title="epoch (from 0)", dtick=1)
-    out.append(("Validation accuracy per epoch", "One line per trial; pruned trials in grey, stopped where the "
-                "pruner cut them.", curves))
-
-    ranked = importance.importance(study)
-    if ranked is not None:
-        bars = go.Figure(go.Bar(x=list(ranked["values"].values())[::-1], y=list(ranked["values"])[::-1],
-                                orientation="h", marker_color="steelblue"))
-        bars.update_layout(title=f"Hyperparameter importance ({ranked['evaluator']}, {ranked['trials']} trials)",
-                           xaxis_tickformat=".0%")
-        out.append(("What mattered", "Share of the validation accuracy's variance each hyperparameter explains "
-                    "(Optuna's importance evaluator; `= 0?` is the switch between zero and a range).", bars))
-
     if len(done) >= 2 and params:
-        shown = params[:8]
-        out.append(("Parallel coordinates", "Every completed trial across the searched hyperparameters.",
-                    vis.plot_parallel_coordinate(study, params=shown, target_name="validation accuracy")))
-        out.append(("Slices", "Validation accuracy against each hyperparameter, one point per trial.",
-                    vis.plot_slice(study, params=shown, target_name="validation accuracy")))
-        pair = [p for p in ("lr", "batch_size") if p in params]
-        if len(pair) == 2:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # Optuna notes that the contour is experimental
-                contour = vis.plot_contour(study, params=pair, target_name="validation accuracy")
-            out.append(("Learning rate × batch size", "Validation accuracy interpolated between the trials.",
-                        contour))
-
+        out += _across(study, params)
     timeline = worker_timeline(study, trials)
     if timeline is not None:
         out.append(("Timeline", "When each trial ran, one row per worker process; colour is the trial's "
                     "state.", timeline))
     return out
+
+
+def _history(study: optuna.Study) -> tuple[str, str, Any]:
+    history = optuna.visualization.plot_optimization_history(study, target_name="validation accuracy")
+    ref = reference_trial(study)
+    if ref is not None and ref.state == TrialState.COMPLETE:
+        history.add_hline(y=ref.value, line_dash="dash", line_color="firebrick",
+                          annotation_text=f"reference (trial {ref.number}) {ref.value:.2%}")
+    history.update_yaxes(tickformat=".1%")
+    return ("Optimization history", "Each completed trial's validation accuracy, the best so far, and the "
+            "hand-picked reference.", history)
+
+
+def _curves(study: optuna.Study, trials: list[FrozenTrial]) -> tuple[str, str, Any]:
+    """One line per trial, named by its number, epochs from 1; pruned trials grey."""
+    curves = optuna.visualization.plot_intermediate_values(study)
+    states = {t.number: t.state for t in trials}
+    for trace in curves.data:
+        number = _trial_number(trace.name)
+        if number is None:
+            continue
+        pruned = states.get(number) == TrialState.PRUNED
+        name = f"trial {number}" + (" (pruned)" if pruned else "")
+        trace.update(x=[x + 1 for x in trace.x], name=name, showlegend=True,
+                     hovertemplate=f"{name}<br>epoch %{{x}}: %{{y:.2%}}<extra></extra>")
+        if pruned:
+            trace.update(line={"color": GREY}, marker={"color": GREY})
+    curves.update_yaxes(tickformat=".0%", title="validation accuracy")
+    curves.update_xaxes(title="epoch", dtick=1)
+    curves.update_layout(showlegend=True)
+    return ("Validation accuracy per epoch", "One line per trial, named in the legend; pruned trials in grey, "
+            "stopped where the pruner cut them.", curves)
+
+
+def _importance(study: optuna.Study) -> tuple[str, str, Any] | None:
+    ranked = importance.importance(study)
+    if ranked is None:
+        return None
+    go = _plotly()
+    bars = go.Figure(go.Bar(x=list(ranked["values"].values())[::-1], y=list(ranked["values"])[::-1],
+                            orientation="h", marker_color="steelblue"))
+    bars.update_layout(title=f"Hyperparameter importance ({ranked['evaluator']}, {ranked['trials']} trials)",
+                       xaxis_tickformat=".0%")
+    caption = ("Share of the validation accuracy's variance each hyperparameter explains (Optuna's importance "
+               "evaluator, as `tuner best` shows it; `= 0?` is the switch between zero and a range).")
+    if ranked.get("note"):
+        caption += f" {ranked['note']}."
+    return ("What mattered", caption, bars)
+
+
+def _across(study: optuna.Study, params: list[str]) -> list[tuple[str, str, Any]]:
+    """Parallel coordinates, slices in rows of three (they fit the page), lr × batch size."""
+    vis, shown = optuna.visualization, params[:8]
+    parallel = vis.plot_parallel_coordinate(study, params=shown, target_name="validation accuracy")
+    for trace in parallel.data:
+        if trace.type == "parcoords" and trace.dimensions:
+            trace.dimensions[0].tickformat = ".0%"  # the objective's axis
+    slices = vis.plot_slice(study, params=shown, target_name="validation accuracy")
+    _in_rows(slices, len(shown), per_row=3)
+    slices.update_yaxes(tickformat=".0%")
+    out = [("Parallel coordinates", "Every completed trial across the searched hyperparameters.", parallel),
+           ("Slices", "Validation accuracy against each hyperparameter, one point per trial.", slices)]
+    pair = [p for p in ("lr", "batch_size") if p in params]
+    if len(pair) == 2:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna notes that the contour is experimental
+            contour = vis.plot_contour(study, params=pair, target_name="validation accuracy")
+        contour.update_traces(selector={"type": "contour"}, colorbar_tickformat=".0%")
+        out.append(("Learning rate × batch size", "Validation accuracy interpolated between the trials.", contour))
+    return out
+
+
+def _in_rows(figure: Any, panels: int, per_row: int) -> None:
+    """Optuna's slices stand in one row as wide as 300 px a panel: lay them out ``per_row`` a row."""
+    rows = -(-panels // per_row)
+    if panels <= 1:
+        return
+    gap_x, gap_y = 0.06, 0.12 / max(rows - 1, 1) if rows > 1 else 0.0
+    width, height = (1 - gap_x * (per_row - 1)) / per_row, (1 - gap_y * (rows - 1)) / rows
+    for k in range(panels):
+        row, col = divmod(k, per_row)
+        suffix = "" if k == 0 else str(k + 1)
+        x0, y1 = col * (width + gap_x), 1 - row * (height + gap_y)
+        figure.layout[f"xaxis{suffix}"].domain = [x0, x0 + width]
+        figure.layout[f"yaxis{suffix}"].domain = [y1 - height, y1]
+        figure.layout[f"yaxis{suffix}"].showticklabels = True
+    figure.update_layout(width=None, height=max(480, 320 * rows), autosize=True)
 
 
 def _trial_number(name: str | None) -> int | None:
@@ -150,7 +197,9 @@ def write_report(study: optuna.Study, db_path: Path | None, shown: str, path: Pa
     counts = state_counts(study)
     sections = []
     for i, (title, caption, fig) in enumerate(plots):
-        fig.update_layout(template="plotly_white", height=480, margin={"t": 60, "l": 60, "r": 30, "b": 50})
+        fig.update_layout(template="plotly_white", margin={"t": 60, "l": 60, "r": 30, "b": 50})
+        if fig.layout.height is None:
+            fig.update_layout(height=480)
         div = pio.to_html(fig, full_html=False, include_plotlyjs=i == 0, div_id=f"plot-{i}",
                           config={"displaylogo": False, "responsive": True})
         sections.append(f'<section><h2>{html.escape(title)}</h2><p>{html.escape(caption)}</p>'

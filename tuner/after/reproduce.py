@@ -60,13 +60,17 @@ class Reproduced:
                 "max_drift": self.max_drift, "environment": self.environment}
 
 
-def reproduce(study: optuna.Study, number: int, data_dir: Path, device: str | None = None,
-              on_epoch: Callable[[int, float, float], None] | None = None) -> Reproduced:
+def reproduce(study: optuna.Study, number: int, data_dir: Path | None = None, device: str | None = None,
+              on_epoch: Callable[[int, float, float], None] | None = None,
+              on_start: Callable[[], None] | None = None) -> Reproduced:
     """Re-train trial ``number`` for as many epochs as it stored, with its seed, settings, data
-    split and (on the CPU) thread count; ``on_epoch(epoch, stored, reproduced)`` per epoch."""
+    split and (on the CPU) thread count. ``on_start()`` once the trial is rebuilt (its plugins and
+    data found), ``on_epoch(epoch, stored, reproduced)`` per epoch."""
     trial = trained_trial(study, number)
     history = view(trial).history
     rebuilt = rebuild(study, trial, data_dir, device)
+    if on_start is not None:
+        on_start()
     threads = rebuilt.recipe.get("threads")
     if rebuilt.device.type == "cpu" and threads:
         torch.set_num_threads(int(threads))  # a reduction split across other threads rounds otherwise

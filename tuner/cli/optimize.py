@@ -54,15 +54,17 @@ def optimize(quiet: bool, **fields: Any) -> None:
     interrupt.stop_like_ctrl_c()
     with collector_paused():  # start-up makes long-lived objects, not garbage
         from tuner.after.importance import remember
-        from tuner.after.tracking import loggers
+        from tuner.after.tracking import finish_tracking, loggers
         from tuner.cli.progress import StudyProgress
-        from tuner.study.prepare import prepare_study
+        from tuner.study.prepare import check_options, prepare_study
         from tuner.study.run import run_study
         from tuner.study.testset import measure_test_accuracy
 
         options = OptimizeOptions(**fields)
+        check_options(options)  # all of them, before --mlflow's store (or anything else) is made
         progress = StudyProgress(out, options.trials, live=out.is_terminal, quiet=quiet)
-        callbacks = [progress, *loggers(options.mlflow, options.study or options.plugin, options.plugin)]
+        trackers = loggers(options.mlflow, options.study or options.plugin, options.plugin)
+        callbacks = [progress, *trackers]
         prepared = prepare_study(options, listener=progress)
     _print_start(prepared)
     stop = None
@@ -77,6 +79,7 @@ def optimize(quiet: bool, **fields: Any) -> None:
     else:
         measure_test_accuracy(prepared)
         remember(prepared.study)
+        finish_tracking(trackers, prepared.study, prepared.location.db_path)
     print_summary(prepared.study, prepared.location)
     if stop is not None:
         sys.exit(interrupt.exit_status(stop))

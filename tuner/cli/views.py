@@ -173,7 +173,8 @@ def environment_line(env: dict[str, Any]) -> str:
 def importance_bars(result: dict[str, Any], top: int = 6, width: int = 30) -> Table:
     """The hyperparameters that mattered most, as bars (shares of the explained variance)."""
     table = Table(title=f"What mattered ({result['evaluator']} importance over {result['trials']} complete trials)",
-                  title_justify="left", show_header=False, box=None, padding=(0, 1))
+                  title_justify="left", show_header=False, box=None, padding=(0, 1),
+                  caption=f"note: {result['note']}" if result.get("note") else None, caption_justify="left")
     table.add_column()
     table.add_column()
     table.add_column(justify="right")

@@ -34,7 +34,9 @@ def hide_password(url: str) -> str:
     """``postgresql://u:***@host/db``: SQLAlchemy's own rendering of a URL without its secret."""
     try:
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy can parse: show only its scheme
+    except Exception:  # not a URL SQLAlchemy can parse: show only its scheme, unless it holds no credentials
+        if "@" not in url:
+            return url
         return url.split("://", 1)[0] + "://…" if "://" in url else "…"
 
 

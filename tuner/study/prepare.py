@@ -109,7 +109,7 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
     objective = Objective(
         arch=inputs.pair.arch, data=data, space=inputs.space, epochs=settings["epochs"], seed=settings["seed"],
         artifacts=artifacts, compile=options.compile,
-        recipe=run_recipe(inputs.pair, settings, inputs.device, options.compile),
+        recipe=run_recipe(inputs.pair, settings, inputs.device, options.compile, inputs.data_dir),
     )
     if listener is not None:
         objective.listener = listener
@@ -118,18 +118,24 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
                          options, artifacts)
 
 
-def _check_inputs(options: OptimizeOptions) -> _Inputs:
-    """The options checked, the plugins loaded, the space parsed and one batch trained: nothing stored yet."""
+def check_options(options: OptimizeOptions) -> tuple[Pair, dict[str, Param], bool]:
+    """Every option checked (values, the plugin pair, the space and ``--params`` parsed) before
+    anything is created anywhere: the pair, the space, and whether ``--params``/``--space`` changed it."""
     options.validate()
     pair = load_pair(options.plugin)
     # --params pins every hyperparameter it names; --space entries go on top of it.
     overrides = {**(parse_params(Path(options.params)) if options.params else {}), **parse_overrides(options.space)}
-    space = build_space(pair.arch, overrides)
+    return pair, build_space(pair.arch, overrides), bool(overrides)
+
+
+def _check_inputs(options: OptimizeOptions) -> _Inputs:
+    """The options checked, the plugins loaded, the space parsed and one batch trained: nothing stored yet."""
+    pair, space, overridden = check_options(options)
     device = resolve_device(options.device)
     data_dir = default_data_dir(options.data_dir)
     contract_step(pair, data_dir)  # validate at load: one tiny batch on the CPU
     location = locate(options.study or pair.name, options.db, options.storage)
-    return _Inputs(pair, space, bool(overrides), device, data_dir, location)
+    return _Inputs(pair, space, overridden, device, data_dir, location)
 
 
 def _stored_provenance(storage: optuna.storages.BaseStorage, inputs: _Inputs) -> dict[str, Any]:
@@ -240,10 +246,13 @@ def _queue_reference(study: optuna.Study, inputs: _Inputs, options: OptimizeOpti
         enqueue_reference(study, reference, inputs.space)
 
 
-def run_recipe(pair: Pair, settings: dict[str, Any], device: torch.device, compile: bool) -> dict[str, Any]:
-    """What every trial of this run records to be re-run (each adds its seed and threads)."""
+def run_recipe(pair: Pair, settings: dict[str, Any], device: torch.device, compile: bool,
+               data_dir: Path | None = None) -> dict[str, Any]:
+    """What every trial of this run records to be re-run (each adds its seed and threads); the
+    data folder when there is one (``reproduce`` and ``export`` use it by default)."""
     return {
         **pair.describe(),
+        "data_dir": str(data_dir.absolute()) if data_dir is not None and data_dir.is_dir() else None,
         "seed": settings["seed"], "val_fraction": settings["val_fraction"], "max_train": settings["max_train"],
         "max_val": settings.get("max_val"), "epochs": settings["epochs"], "device": str(device), "compile": compile,
         "tuner_version": __version__, "torch_version": torch.__version__,
