@@ -34,6 +34,7 @@ def test_when_the_reference_is_the_best_it_is_not_compared_with_itself(reference
     assert "the reference (trial 0) is still the best" in flat
     assert f"the runner-up, trial {runner['trial']}, trails it by {margin:.2f} pts" in flat
     assert "unpaired" not in flat and "not a sure win" not in flat
+    assert "complete trials are too few for a meaningful ranking" in flat  # 3 of them
 
 
 def test_the_reference_epochs_and_only_the_settings_that_acted_are_shown(reference_wins):

@@ -61,6 +61,7 @@ def test_the_dashboard_api_names_real_hyperparameters_and_listens_on_loopback_on
         os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/" in out
+    assert "the dashboard's importance is optuna-dashboard's own" in out  # and ours says how it ranks
 
 
 @pytest.mark.slow

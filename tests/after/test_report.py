@@ -89,6 +89,24 @@ def test_pruned_curves_are_grey_and_no_internal_switch_is_named(study_dir):
 
 
 @pytest.mark.slow
+def test_curves_count_epochs_from_1_carry_trial_numbers_and_slices_fit_the_page(study_dir):
+    study = optuna.load_study(study_name="lenet-digits", storage=f"sqlite:///{lenet_digits_db(study_dir)}")
+    plots = {title: fig for title, _, fig in figures(study)}
+    curves = plots["Validation accuracy per epoch"]
+    for trace in curves.data:
+        assert min(trace.x) == 1 and re.fullmatch(r"trial \d+( \(pruned\))?", trace.name), (trace.x, trace.name)
+        assert trace.showlegend and "%{y:.2%}" in trace.hovertemplate
+    assert curves.layout.xaxis.title.text == "epoch"
+    slices = plots["Slices"]
+    assert slices.layout.width is None, "a slice figure as wide as 300 px a panel does not fit the page"
+    panels = [k for k in slices.layout.to_plotly_json() if k.startswith("xaxis")]
+    assert len(panels) > 3 and max(slices.layout[k].domain[1] for k in panels) <= 1
+    assert len({tuple(slices.layout["y" + k[1:]].domain) for k in panels}) > 1, "panels in several rows"
+    for title in ("Optimization history", "Validation accuracy per epoch", "Slices"):
+        assert "%" in (plots[title].layout.yaxis.tickformat or ""), title
+
+
+@pytest.mark.slow
 def test_report_refuses_a_folder_and_an_empty_study_in_one_line(study_dir, tmp_path):
     assert "is a folder" in one_error_line(run_tuner("report", str(lenet_digits_db(study_dir)), "-o", str(tmp_path),
                                                      cwd=study_dir))
