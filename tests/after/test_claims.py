@@ -44,7 +44,7 @@ def test_the_reference_epochs_and_only_the_settings_that_acted_are_shown(referen
     source = summary["reference_epochs"]["source"]
     flat = " ".join(run_tuner("best", str(db), cwd=reference_wins, check=True).stdout.replace("│", " ").split())
     if source and source != 2:
-        assert f"the reference trained 2 epochs here (the study's --epochs), not the {source} its source used" in flat
+        assert f"the reference trained 2 epochs here (--epochs), not the {source} its source used" in flat
     params = summary["params"]
     assert params["epochs"] == 2 == len(summary["epochs"])
     inert = "plateau_" if params["scheduler"] == "step" else "step_"  # the other scheduler's settings

@@ -104,6 +104,8 @@ def test_curves_count_epochs_from_1_carry_trial_numbers_and_slices_fit_the_page(
     assert len({tuple(slices.layout["y" + k[1:]].domain) for k in panels}) > 1, "panels in several rows"
     for title in ("Optimization history", "Validation accuracy per epoch", "Slices"):
         assert "%" in (plots[title].layout.yaxis.tickformat or ""), title
+    objective = [a.text for a in plots["Parallel coordinates"].layout.annotations if a.x == 0]
+    assert objective and all(text.endswith("%") for text in objective), objective
 
 
 @pytest.mark.slow

@@ -114,9 +114,7 @@ def _across(study: optuna.Study, params: list[str]) -> list[tuple[str, str, Any]
     """Parallel coordinates, slices in rows of three (they fit the page), lr × batch size."""
     vis, shown = optuna.visualization, params[:8]
     parallel = vis.plot_parallel_coordinate(study, params=shown, target_name="validation accuracy")
-    for trace in parallel.data:
-        if trace.type == "parcoords" and trace.dimensions:
-            trace.dimensions[0].tickformat = ".0%"  # the objective's axis
+    _objective_axis_in_percent(parallel)
     slices = vis.plot_slice(study, params=shown, target_name="validation accuracy")
     _in_rows(slices, len(shown), per_row=3)
     slices.update_yaxes(tickformat=".0%")
@@ -130,6 +128,20 @@ def _across(study: optuna.Study, params: list[str]) -> list[tuple[str, str, Any]
         contour.update_traces(selector={"type": "contour"}, colorbar_tickformat=".0%")
         out.append(("Learning rate × batch size", "Validation accuracy interpolated between the trials.", contour))
     return out
+
+
+def _objective_axis_in_percent(figure: Any) -> None:
+    """The parallel coordinates' first axis is validation accuracy: its labels as percentages.
+    Optuna draws the axes with lines and labels them with annotations (a parcoords trace before)."""
+    for trace in figure.data:
+        if trace.type == "parcoords" and trace.dimensions:
+            trace.dimensions[0].tickformat = ".1%"
+    for note in figure.layout.annotations or ():
+        if note.x == 0:
+            try:
+                note.text = f"{float(note.text):.1%}"
+            except (TypeError, ValueError):
+                continue
 
 
 def _in_rows(figure: Any, panels: int, per_row: int) -> None:

@@ -137,8 +137,8 @@ def claims(summary: dict[str, Any]) -> list[str]:
                      f"({sure}): the choice made on validation did not hold on test")
     epochs = summary["reference_epochs"]
     if ref is not None and epochs["source"] and epochs["trained"] is not None and epochs["source"] != epochs["trained"]:
-        said.append(f"the reference trained {epochs['trained']} epochs here (the study's --epochs), not the "
-                    f"{epochs['source']} its source used: the comparison is at this study's budget")
+        said.append(f"the reference trained {epochs['trained']} epochs here (--epochs), not the {epochs['source']} "
+                    "its source used")
     return said
 
 
