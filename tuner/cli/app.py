@@ -23,7 +23,6 @@ out = Console(highlight=False, soft_wrap=False,
               width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 err = Console(stderr=True, highlight=False)
 
-DATA_DIR_HELP = "Dataset folder (default: $TUNER_DATA_DIR, else ~/.cache/tuner/data)."
 STUDY_HELP = "Which study, when the database holds several."
 
 

@@ -8,8 +8,9 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from tuner.cli.app import DATA_DIR_HELP, app, out
+from tuner.cli.app import app, out
 from tuner.errors import PluginError, TunerError
+from tuner.study.options import DATA_DIR_HELP
 
 
 @app.command()

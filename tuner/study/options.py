@@ -23,7 +23,7 @@ DEFAULT_EPOCHS = 10
 DEFAULT_SEED = 0
 MAX_JOBS = 64
 _NAME_MAX = 200  # a study name is a file name (plus ".db", ".artifacts") in the studies folder
-_DATA_DIR_HELP = "Dataset folder (default: $TUNER_DATA_DIR, else ~/.cache/tuner/data)."
+DATA_DIR_HELP = "Dataset folder (default: $TUNER_DATA_DIR, else ~/.cache/tuner/data)."
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class OptimizeOptions:
     seed: int | None = option(None, f"Seed of sampler, split and weights (default {DEFAULT_SEED}; a study keeps "
                               "its own).", type=int)
     device: str = option("auto", "auto, cpu, cuda or cuda:N.", show_default=True)
-    data_dir: str | None = option(None, _DATA_DIR_HELP)
+    data_dir: str | None = option(None, DATA_DIR_HELP)
     max_train: int | None = option(None, "Cap on training examples, for quick runs; the validation part is cut "
                                    "to the same proportion (N/9 at the default 10%). A study keeps it.", type=int)
     sampler: str = option("tpe", "How trials are drawn.", type=tuple(SAMPLERS), show_default=True)
