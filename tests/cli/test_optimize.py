@@ -223,9 +223,11 @@ def test_trials_json_agrees_with_the_database(study_dir):
 @pytest.mark.slow
 def test_rerunning_resumes_instead_of_starting_over(tmp_path):
     args = ("optimize", "--plugin", "mlp-digits", "--trials", "2", "--epochs", "1", "--quiet")
-    run_tuner(*args, cwd=tmp_path, check=True)
+    first = run_tuner(*args, cwd=tmp_path, check=True)
+    assert "weights kept in" not in first.stdout, "no folder is named before it exists"
     second = run_tuner(*args, cwd=tmp_path, check=True)
     assert "resumed, 2 trials stored" in second.stdout
+    assert f"weights kept in {tmp_path / 'studies' / 'mlp-digits.artifacts'}/" in second.stdout
     study = load(tmp_path / "studies" / "mlp-digits.db", "mlp-digits")
     assert len(study.trials) == 4
     assert [bool(t.user_attrs.get("reference")) for t in study.trials] == [True, False, False, False]
@@ -292,9 +294,11 @@ def test_ctrl_c_records_the_trial_as_interrupted_and_the_study_resumes(tmp_path)
 
     refused = run_tuner("optimize", "--plugin", "mlp-digits", "--max-train", "64", cwd=tmp_path)
     assert refused.returncode != 0 and "max-train" in refused.stderr  # a study keeps its settings
-    run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "1", "--quiet", cwd=tmp_path, check=True)
+    again = run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "1", "--quiet", cwd=tmp_path, check=True)
+    shown = json.loads(run_tuner("trials", str(db), "--json", cwd=tmp_path, check=True).stdout)["trials"]
+    assert f"resumed, {stored_before} trials stored" in again.stdout  # what `trials` listed, not the re-queued one
     resumed = load(db, "mlp-digits")
-    assert len(resumed.trials) == stored_before + 1
+    assert len(resumed.trials) == stored_before + 1 == len(shown)
     rerun = resumed.trials[-1]  # the interrupted baseline is run again, not lost
     assert rerun.user_attrs["reference"] and rerun.state.name == "COMPLETE"
     summary = json.loads(run_tuner("best", str(db), "--json", cwd=tmp_path, check=True).stdout)

@@ -86,12 +86,16 @@ def optimize(quiet: bool, **fields: Any) -> None:
 
 
 def _print_start(prepared: Any) -> None:
+    """What is about to run. A resume counts the trials ``tuner trials`` shows (not one queued
+    again); the weights folder is named once it exists."""
     s, jobs = prepared.settings, prepared.options.jobs
-    stored = len(prepared.study.get_trials(deepcopy=False))
+    stored = sum(1 for t in prepared.study.get_trials(deepcopy=False) if t.state.name != "WAITING")
     out.print(
         f"study {prepared.study.study_name} in {prepared.location.shown} "
         f"({'new' if prepared.created else f'resumed, {stored} trials stored'}) · "
         f"{prepared.device}{f' · {jobs} trials at once' if jobs > 1 else ''} · {s['epochs']} epochs/trial · "
         f"{len(prepared.data.train_y):,} train / {len(prepared.data.val_y):,} validation examples"
     )
-    out.print(f"weights kept in {prepared.artifacts.shown}", soft_wrap=True)
+    folder = prepared.artifacts.folder
+    if folder is None or folder.is_dir():
+        out.print(f"weights kept in {prepared.artifacts.shown}", soft_wrap=True)
