@@ -149,11 +149,11 @@ def measure(n_stored: int, args) -> dict[str, float]:
     in_epochs = False
     original_train = objective_module.Objective._train
 
-    def train_and_flag(self, trial, trainer):
+    def train_and_flag(self, trial, trainer, history):
         nonlocal in_epochs
         in_epochs = True
         try:
-            return original_train(self, trial, trainer)
+            return original_train(self, trial, trainer, history)
         finally:
             in_epochs = False
 

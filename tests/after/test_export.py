@@ -48,7 +48,7 @@ def check_card(card: dict, study_dir: Path, fmt: str) -> optuna.trial.FrozenTria
     assert card["class_names"] == [str(d) for d in range(10)]
     assert card["input"]["shape"] == [1, 28, 28] and card["input"]["resize_from"] is None
     assert card["input"]["mean"] == list(registry().dataset("digits").mean)
-    assert card["hyperparameters"] == best.user_attrs["hparams"]
+    assert card["hyperparameters"] == {**best.user_attrs["hparams"], "epochs": len(best.user_attrs["history"])}
     assert card["validation_accuracy"] == best.value
     assert card["test_accuracy"] == study.user_attrs["test_accuracy"][str(best.number)]
     return best

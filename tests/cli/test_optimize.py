@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import signal
@@ -66,7 +67,9 @@ def test_trial_zero_is_the_seed_reference(study_dir):
     first = study.trials[0]
     assert first.user_attrs["reference"] is True
     reference = registry().architecture("lenet").reference
-    assert Hyperparameters.from_dict(first.user_attrs["hparams"]) == reference
+    # stored: the reference's settings that act (its source's epoch budget is the provenance's)
+    assert Hyperparameters.from_dict(first.user_attrs["hparams"]) == dataclasses.replace(reference, epochs=None)
+    assert study.user_attrs["provenance"]["reference_epochs"] == reference.epochs
     assert sum(bool(t.user_attrs.get("reference")) for t in study.trials) == 1
 
 
@@ -91,7 +94,8 @@ def test_best_json_agrees_with_the_database_and_weights_predict(study_dir):
     assert summary["study"] == "lenet-digits"
     assert summary["trial"] == study.best_trial.number
     assert summary["value"] == study.best_value
-    assert summary["params"] == study.best_trial.user_attrs["hparams"]
+    assert summary["params"] == {**study.best_trial.user_attrs["hparams"],
+                                 "epochs": len(study.best_trial.user_attrs["history"])}
     assert summary["reference_value"] == study.trials[0].value
     assert 0 < summary["test_accuracy"] <= 1
     assert study.user_attrs["test_accuracy"][str(summary["trial"])] == summary["test_accuracy"]

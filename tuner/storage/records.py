@@ -28,6 +28,8 @@ PROCESS = "process"  # {"host", "pid", "started"} of the process running it (tun
 FAIL_REASON = "fail_reason"  # why it failed; a FAIL without one was killed
 PRUNE_REASON = "prune_reason"  # why the pruner stopped it
 WEIGHTS = "weights"  # {"artifact_id", "sha256", "bytes", "file"}, or a path (before the store)
+CHECKPOINT = "checkpoint"  # {"artifact_id", "epoch", "sha256"}: the running trial's last saved state
+RETRY_OF = "retry_of"  # the number of the interrupted or killed trial this one goes on from
 ZERO_SWITCH = "_is_zero"  # param-name suffix: "0 or a log range" is sampled as this switch + the range
 INTERRUPTED = "interrupted"  # FAIL_REASON of a trial stopped by Ctrl-C, SIGTERM or SIGHUP
 

@@ -17,8 +17,10 @@ GRACE_S = 60
 
 
 def killed_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Optuna's heartbeat has failed a trial whose heartbeat stopped. A killed reference is queued
-    again, as an interrupted one is."""
+    """Optuna's heartbeat has failed a trial whose heartbeat stopped. One that saved a checkpoint
+    gets its retry; a killed reference without one is queued again, as an interrupted one is."""
+    if queue_retries(study, only=trial.number):
+        return
     if not trial.user_attrs.get(records.REFERENCE):
         return
     others = [t for t in records.references(study) if t.number != trial.number]
@@ -41,3 +43,23 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
             continue  # another process failed it first
         failed.append(trial.number)
     return failed
+
+
+def queue_retries(study: optuna.Study, only: int | None = None) -> list[int]:
+    """Queue a retry of every interrupted or killed trial that saved a checkpoint and has none
+    yet (``records.RETRY_OF``): it goes on from the saved epoch with the same hyperparameters.
+    ``only``: that trial alone. The numbers retried."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get(records.RETRY_OF) for t in trials}
+    queued = []
+    for t in trials:
+        reason = t.user_attrs.get(records.FAIL_REASON)
+        if (t.state != TrialState.FAIL or reason not in (None, records.INTERRUPTED) or t.number in retried
+                or records.CHECKPOINT not in t.user_attrs or (only is not None and t.number != only)):
+            continue
+        marks: dict[str, object] = {records.RETRY_OF: t.number}
+        if t.user_attrs.get(records.REFERENCE):
+            marks[records.REFERENCE] = True
+        study.enqueue_trial(t.params, user_attrs=marks)
+        queued.append(t.number)
+    return queued

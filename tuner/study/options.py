@@ -88,6 +88,10 @@ class OptimizeOptions:
                                    "`best` find it.", metavar="DIR|s3://BUCKET")
     keep: int | None = option(None, "Keep the weights of the K best trials, not only the best (a study keeps "
                               "it).", type=int)
+    checkpoint_every: float = option(30.0, "Save the running trial's state at an epoch's end once SECONDS of "
+                                     "training passed since the last save: an interrupted or killed trial then "
+                                     "resumes from there (0: every epoch).", type=float, show_default=True,
+                                     metavar="SECONDS")
     mlflow: str | None = option(None, "Log each trial to MLflow as one run: hyperparameters, per-epoch metrics, "
                                 "state (sqlite:///mlflow.db, http://host:5000; needs tuner[mlflow]).",
                                 metavar="URI")
@@ -128,6 +132,8 @@ class OptimizeOptions:
             spec_for_option(self.artifacts)
         if not 1 <= self.jobs <= MAX_JOBS:
             raise UsageError(f"--jobs must be between 1 and {MAX_JOBS}, got {self.jobs}")
+        if not (math.isfinite(self.checkpoint_every) and self.checkpoint_every >= 0):
+            raise UsageError(f"--checkpoint-every must be a number of seconds >= 0, got {self.checkpoint_every}")
         if self.pruner_startup < 0 or self.pruner_warmup < 0:
             raise UsageError("--pruner-startup and --pruner-warmup must be >= 0")
         for name, known in (("sampler", SAMPLERS), ("pruner", PRUNERS)):

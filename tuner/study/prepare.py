@@ -28,7 +28,7 @@ from tuner.plugins.pair import Pair, load_pair
 from tuner.storage import records
 from tuner.storage.location import STUDIES_DIR, Location, locate
 from tuner.storage.opening import check_tuner_study, storage_for, study_lock, written
-from tuner.storage.stale import fail_dead_trials
+from tuner.storage.stale import fail_dead_trials, queue_retries
 from tuner.storage.stores import choose_spec
 from tuner.storage.weights import StudyArtifacts
 from tuner.study.options import DEFAULT_EPOCHS, DEFAULT_SEED, OptimizeOptions
@@ -101,6 +101,7 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
         if record:
             _record_this_run(study, options, inputs.device, stored_trials, space_desc if space_changed else None)
         fail_dead_trials(study)  # a killed run's trial, without waiting for its heartbeat to age
+        queue_retries(study)
         _queue_reference(study, inputs, options)
     # Seeded by this process's first trial, so that a resumed run does not replay the first
     # run's draws and two processes started together do not draw alike.
@@ -108,7 +109,7 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
     artifacts = StudyArtifacts(study, spec, inputs.location.db_path, keep)
     objective = Objective(
         arch=inputs.pair.arch, data=data, space=inputs.space, epochs=settings["epochs"], seed=settings["seed"],
-        artifacts=artifacts, compile=options.compile,
+        artifacts=artifacts, compile=options.compile, checkpoint_every=options.checkpoint_every,
         recipe=run_recipe(inputs.pair, settings, inputs.device, options.compile, inputs.data_dir),
     )
     if listener is not None:

@@ -22,6 +22,7 @@ from tuner.runtime import interrupt
 from tuner.runtime.liveness import identity
 from tuner.storage import records
 from tuner.storage.records import rank
+from tuner.training import checkpoint
 from tuner.training.loop import EpochResult, Trainer, start_training, trial_seed
 from tuner.training.space import acting, fixed_params_for, hyperparameters, sample, sample_reference
 
@@ -68,6 +69,9 @@ class Objective:
         compile: ``torch.compile`` each trial's model (``--compile``).
         recipe: What every trial of this run shares of its recipe (plugin and versions, split
             seed, epochs, device); each trial adds its own seed and thread count.
+        checkpoint_every: Save the running trial's state at the end of an epoch once this many
+            seconds of training have passed since the last save (0: every epoch; None: never), so
+            that an interrupted or killed trial goes on from there (:mod:`tuner.training.checkpoint`).
     """
 
     arch: Architecture
@@ -80,6 +84,7 @@ class Objective:
     listener: Listener = field(default_factory=_Silent)
     compile: bool = False
     recipe: dict[str, Any] = field(default_factory=dict)
+    checkpoint_every: float | None = None
     _displaced: list[int] = field(default_factory=list)
 
     def hyperparameters_for(self, trial: optuna.Trial) -> tuple[Hyperparameters, bool]:
@@ -98,14 +103,21 @@ class Objective:
             trial.set_user_attr(records.PROCESS, identity())
             hp, is_reference = self.hyperparameters_for(trial)
             trial.set_user_attr(records.HPARAMS, acting(hp.as_dict()))  # what trained, not what was inert
-            seed = trial_seed(self.seed, trial.number)
-            trial.set_user_attr(records.RECIPE, {**self.recipe, "trial_seed": seed,
-                                              "threads": torch.get_num_threads()})
+            original = self._original(trial)
+            recipe = original.user_attrs.get(records.RECIPE) if original is not None else None
+            seed = recipe["trial_seed"] if recipe else trial_seed(self.seed, trial.number)
+            trial.set_user_attr(records.RECIPE, recipe or {**self.recipe, "trial_seed": seed,
+                                                           "threads": torch.get_num_threads()})
             self.listener.trial_started(trial.number, hp.as_dict(), is_reference)
             trainer = start_training(self.arch, self.data, hp, seed, self.compile)
-            value = self._train(trial, trainer)
+            history = self._go_on_from(trial, trainer, original) if original is not None else []
+            value = self._train(trial, trainer, history)
             self._keep_weights(trial, trainer, value, is_reference)
+            self._drop_checkpoints(trial, original)
             return value
+        except optuna.TrialPruned:
+            self._drop_checkpoints(trial, self._original(trial))
+            raise
         except torch.cuda.OutOfMemoryError as e:
             del trainer
             gc.collect()
@@ -117,7 +129,7 @@ class Objective:
         except KeyboardInterrupt:
             trial.set_user_attr(records.FAIL_REASON, records.INTERRUPTED)
             raise
-        except (TrialFailed, optuna.TrialPruned):
+        except TrialFailed:
             raise
         except Exception as e:
             # Stored so that a failed trial always says why (one without a reason was killed).
@@ -128,9 +140,32 @@ class Objective:
                                  "run without --compile") from e
             raise
 
-    def _train(self, trial: optuna.Trial, trainer: Trainer) -> float:
-        history: list[dict[str, float]] = []
-        for epoch in range(self.epochs):
+    def _original(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+        """The interrupted or killed trial this one is the retry of (``records.RETRY_OF``), if any."""
+        number = trial.user_attrs.get(records.RETRY_OF)
+        if number is None or self.artifacts is None:
+            return None
+        return next((t for t in trial.study.get_trials(deepcopy=False) if t.number == number), None)
+
+    def _go_on_from(self, trial: optuna.Trial, trainer: Trainer, original: optuna.trial.FrozenTrial
+                    ) -> list[dict[str, float]]:
+        """Load the original's last saved state; report the epochs it trained as this trial's."""
+        done = checkpoint.restore(trainer, original, self.artifacts)
+        history = list(original.user_attrs.get(records.HISTORY, []))[:done]
+        for row in history:
+            trial.report(row["val_accuracy"], row["epoch"] - 1)
+        trial.set_user_attr(records.HISTORY, history)
+        return history
+
+    def _drop_checkpoints(self, trial: optuna.Trial, original: optuna.trial.FrozenTrial | None) -> None:
+        if self.artifacts is None or self.checkpoint_every is None:
+            return
+        for number in {trial.number, *([original.number] if original is not None else [])}:
+            checkpoint.remove(trial.study, number, self.artifacts)
+
+    def _train(self, trial: optuna.Trial, trainer: Trainer, history: list[dict[str, float]]) -> float:
+        saved = time.perf_counter()
+        for epoch in range(len(history), self.epochs):
             started = time.perf_counter()
             result = trainer.epoch()
             if not math.isfinite(result.train_loss):
@@ -148,6 +183,10 @@ class Objective:
             trial.set_user_attr(records.HISTORY, history)
             trial.report(result.val_accuracy, epoch)
             self.listener.epoch_done(trial.number, epoch + 1, self.epochs, result)
+            due = self.checkpoint_every is not None and time.perf_counter() - saved >= self.checkpoint_every
+            if due and epoch + 1 < self.epochs and self.artifacts is not None:
+                checkpoint.save(trial, trainer, epoch + 1, self.artifacts)
+                saved = time.perf_counter()
             # After the last epoch the work is done: completing costs nothing and tells more.
             if epoch + 1 < self.epochs and trial.should_prune():
                 trial.set_user_attr(
