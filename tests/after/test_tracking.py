@@ -10,7 +10,7 @@ import time
 
 import optuna
 import pytest
-from helpers import lenet_digits_db, need_extra, one_error_line, run_tuner
+from helpers import immutable, lenet_digits_db, need_extra, one_error_line, run_tuner
 
 import tuner
 
@@ -100,6 +100,13 @@ def test_mlflow_mistakes_are_one_line_in_seconds_with_no_password_and_nothing_ma
     line = one_error_line(run_tuner("optimize", "--plugin", "lenet-digits", "--trials", "1", "--mlflow",
                                     f"file:{tmp_path / 'mlruns'}", cwd=tmp_path, env={"MLFLOW_ALLOW_FILE_STORE": ""}))
     assert "MLFLOW_ALLOW_FILE_STORE=true" in line and "sqlite:///" in line and str(tmp_path / "mlruns") in line
+    locked = tmp_path / "locked.db"
+    locked.write_bytes(b"")
+    with immutable(locked):
+        started = time.monotonic()
+        line = one_error_line(run_tuner("optimize", "--plugin", "lenet-digits", "--trials", "1", "--mlflow",
+                                        f"sqlite:///{locked}", cwd=tmp_path))
+        assert f"{locked} is read-only" in line and time.monotonic() - started < 60
     # a mistake later on the command line: nothing made, not even MLflow's store
     proc = run_tuner("optimize", "--plugin", "lenet-digits", "--mlflow", f"sqlite:///{tmp_path / 'm.db'}",
                      "--space", "lr=abc", cwd=tmp_path)

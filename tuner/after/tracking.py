@@ -66,10 +66,13 @@ def check_store(uri: str) -> None:
         raise UsageError(f"--mlflow {shown}: MLflow 3 no longer writes to file stores; give a database store such "
                          "as --mlflow sqlite:///mlflow.db, or set MLFLOW_ALLOW_FILE_STORE=true to use this one")
     if parsed.scheme == "sqlite":
-        folder = Path(uri.removeprefix("sqlite:///")).absolute().parent
-        if not folder.is_dir() or not _writable(folder):
-            raise UsageError(f"--mlflow {shown}: cannot write in {folder} (not a folder you can write); give "
+        path = Path(uri.removeprefix("sqlite:///")).absolute()
+        if not path.parent.is_dir() or not _writable(path.parent):
+            raise UsageError(f"--mlflow {shown}: cannot write in {path.parent} (not a folder you can write); give "
                              "a sqlite:/// path in one")
+        if path.exists() and not _writable_file(path):
+            raise UsageError(f"--mlflow {shown}: {path} is read-only; make it writable or give another sqlite:/// "
+                             "path")
     if parsed.scheme in ("http", "https"):
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         try:
@@ -77,6 +80,14 @@ def check_store(uri: str) -> None:
         except OSError as e:
             raise UsageError(f"--mlflow {shown}: no MLflow server answers at {parsed.hostname}:{port} "
                              f"({e.strerror or type(e).__name__}); start it, or check the address") from None
+
+
+def _writable_file(path: Path) -> bool:
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND))  # nothing written; refused if read-only
+        return True
+    except OSError:
+        return False
 
 
 def _writable(folder: Path) -> bool:
