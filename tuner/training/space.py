@@ -147,10 +147,11 @@ def _scalar(text: str) -> Any:
 
 
 def _value(name: str, text: str) -> Any:
-    """One value of a ``--space`` entry: a name stays a name for the fields that take names
-    (``scheduler=none`` is the scheduler called "none", as in a TOML file), else a number,
-    true/false or none."""
-    return text.strip() if name in _STR_FIELDS else _scalar(text)
+    """One value of a ``--space`` entry: a number, true/false, none or a name; for the fields that
+    take names "none" stays a name (``scheduler=none`` is the scheduler called "none", as in a
+    TOML file), and a number is still refused as one."""
+    value = _scalar(text)
+    return text.strip() if name in _STR_FIELDS and value is None else value
 
 
 def parse_entry(entry: str) -> tuple[str, Param]:
