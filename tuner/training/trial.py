@@ -158,9 +158,11 @@ class Objective:
         return history
 
     def _drop_checkpoints(self, trial: optuna.Trial, original: optuna.trial.FrozenTrial | None) -> None:
-        if self.artifacts is None or self.checkpoint_every is None:
+        """The trial's own checkpoint and its original's, once they are no longer needed."""
+        if self.artifacts is None:
             return
-        for number in {trial.number, *([original.number] if original is not None else [])}:
+        numbers = [trial.number] if records.CHECKPOINT in trial.user_attrs else []
+        for number in [*numbers, *([original.number] if original is not None else [])]:
             checkpoint.remove(trial.study, number, self.artifacts)
 
     def _train(self, trial: optuna.Trial, trainer: Trainer, history: list[dict[str, float]]) -> float:
