@@ -30,6 +30,7 @@ from tuner.after.summary import trained_params
 from tuner.errors import UsageError, message_line
 from tuner.storage.location import hide_password, scrub
 from tuner.storage.records import view
+from tuner.storage.sqlite import folder_writable
 
 #: MLflow's run status per trial state: a pruned run is told apart from a finished one in the UI.
 _STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
@@ -67,7 +68,7 @@ def check_store(uri: str) -> None:
                          "as --mlflow sqlite:///mlflow.db, or set MLFLOW_ALLOW_FILE_STORE=true to use this one")
     if parsed.scheme == "sqlite":
         path = Path(uri.removeprefix("sqlite:///")).absolute()
-        if not path.parent.is_dir() or not _writable(path.parent):
+        if not path.parent.is_dir() or not folder_writable(path.parent):
             raise UsageError(f"--mlflow {shown}: cannot write in {path.parent} (not a folder you can write); give "
                              "a sqlite:/// path in one")
         if path.exists() and not _writable_file(path):
@@ -86,14 +87,6 @@ def _writable_file(path: Path) -> bool:
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_APPEND))  # nothing written; refused if read-only
         return True
-    except OSError:
-        return False
-
-
-def _writable(folder: Path) -> bool:
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            return True
     except OSError:
         return False
 
