@@ -21,6 +21,11 @@ def demo_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def slow_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return pip_install_target(PACKAGES / "slow", tmp_path_factory.mktemp("slow-site"))
+
+
+@pytest.fixture(scope="session")
 def broken_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return pip_install_target(PACKAGES / "broken", tmp_path_factory.mktemp("broken-site"))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import TUNER, run_tuner, wait_for_trials
+from helpers import TUNER, pythonpath, run_tuner, wait_for_trials
 
 from tuner.storage import opening as study_module
 from tuner.study.options import OptimizeOptions
@@ -34,6 +34,29 @@ def start_and_wait_for_trial_zero(tmp_path: Path, epochs: int) -> subprocess.Pop
     wait_for_trials(tmp_path / "studies" / "mlp-digits.db", "mlp-digits",
                     lambda trials: trials and trials[0].user_attrs.get("history"), timeout=120, proc=proc)
     return proc
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_step_of_seconds_stops_within_3_s(tmp_path, slow_plugins):
+    """slowstep's step takes seconds on a CPU, most of them inside ``loss.backward()``; a Ctrl-C
+    waited for the step's end before (35-45 s for AlexNet at a batch of 1,000)."""
+    env = {**os.environ, "TUNER_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **pythonpath(slow_plugins)}
+    proc = subprocess.Popen([TUNER, "optimize", "--plugin", "slowstep-digits", "--trials", "1", "--epochs", "2",
+                             "--quiet"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    db = tmp_path / "studies" / "slowstep-digits.db"
+    wait_for_trials(db, "slowstep-digits", lambda trials: trials and trials[0].state.name == "RUNNING",
+                    timeout=180, proc=proc)
+    time.sleep(3)  # in the first step: the model is built, its forward and backward take seconds
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    took = time.monotonic() - sent
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    trial = optuna.load_study(study_name="slowstep-digits", storage=f"sqlite:///{db}").trials[0]
+    assert trial.state.name == "FAIL" and trial.user_attrs["fail_reason"] == "interrupted"
+    assert not trial.user_attrs.get("history"), "the signal was meant to land inside the first epoch"
+    assert took < 3, f"Ctrl-C took {took:.1f} s to stop the run"
 
 
 @pytest.mark.slow

@@ -1,13 +1,15 @@
-"""Ctrl-C, SIGTERM and SIGHUP: a stop asked for by a signal, raised where stopping is safe: between training batches,
-never half way through a database write.
+"""Ctrl-C, SIGTERM and SIGHUP: a stop asked for by a signal, raised where stopping is safe: at
+once while a model computes, never half way through a database write.
 
 Python raises KeyboardInterrupt wherever the main thread happens to be. Landing inside
 SQLAlchemy, between SQLite's ``BEGIN IMMEDIATE`` and its commit, it leaves a connection
 holding the write lock that nobody will release; storing the interrupted trial then waits on
 the process's own lock (a worker whose main process was killed hung there). So while trials
-run, a signal is only *noted* (:func:`request`), and raised by :func:`check`, which training
-calls before each batch. A second Ctrl-C is raised at once: the
-person insists.
+run, a signal is only *noted* (:func:`request`) and raised by :func:`check` -- except inside
+:func:`interruptible`, the blocks where training and evaluation compute and nothing is
+written: there it is raised at once, after the tensor operation running (a batch of AlexNet
+at 224x224 on a CPU takes tens of seconds; one of its operations, a few). A second Ctrl-C is
+raised at once anywhere: the person insists.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 _pending: KeyboardInterrupt | None = None
+_at_once = False  # inside interruptible(): a stop noted is raised by the handler itself
 
 
 class Terminated(KeyboardInterrupt):
@@ -66,6 +69,25 @@ def check() -> None:
         raise type(_pending)()
 
 
+def raise_if_computing(stop: KeyboardInterrupt) -> None:
+    """In a signal handler, after noting ``stop``: raise it now if training is computing."""
+    if _at_once:
+        raise stop
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """A block that computes and writes nothing (a training epoch, an evaluation): a stop
+    asked for inside it is raised at once, not at the next :func:`check`."""
+    global _at_once
+    check()
+    before, _at_once = _at_once, True
+    try:
+        yield
+    finally:
+        _at_once = before
+
+
 def clear() -> None:
     global _pending
     _pending = None
@@ -95,6 +117,7 @@ def deferred(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.S
             previous[signum](signum, frame)
         except KeyboardInterrupt as stop:
             request(stop)
+            raise_if_computing(stop)
 
     for signum in signums:
         handler = signal.getsignal(signum)

@@ -11,10 +11,11 @@ options, and runs trials until the shared budget of ``--trials`` is spent or ``-
 passes. Workers send progress events to the main process, which owns the display.
 
 Ctrl-C: workers ignore the terminal's SIGINT (from their start); the main process catches it
-(or SIGTERM) and sends each worker SIGTERM once. The worker notes it (tuner.runtime.interrupt) and its
-running trial stops at the next batch, stored as failed ("interrupted") as in a single-process
-run; never in the middle of a database write. A worker whose main process is gone (killed)
-notices within a second and stops the same way, instead of training on alone.
+(or SIGTERM) and sends each worker SIGTERM once. The worker notes it (tuner.runtime.interrupt):
+its running trial stops at once while it computes, or after the write it is doing, stored as
+failed ("interrupted") as in a single-process run; never in the middle of a database write. A
+worker whose main process is gone (killed) notices within a second and stops the same way,
+instead of training on alone.
 """
 
 from __future__ import annotations
@@ -56,10 +57,16 @@ class _Forward:
     def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None:
         self.events.put(("epoch", number, epoch, epochs, result))
 
+    def batch_done(self, number: int, epoch: int, epochs: int, done: int, batches: int, images: int) -> None:
+        self.events.put(("batch", number, epoch, epochs, done, batches, images))
+
 
 def _told_to_stop(signum: int, frame: Any) -> None:
-    """SIGTERM in a worker: the running trial stops at its next batch (tuner.runtime.interrupt)."""
-    interrupt.request(KeyboardInterrupt())
+    """SIGTERM in a worker: the running trial stops now if it is computing, else once what it
+    writes is written (tuner.runtime.interrupt)."""
+    stop = KeyboardInterrupt()
+    interrupt.request(stop)
+    interrupt.raise_if_computing(stop)
 
 
 def _watch_parent(parent: int, events: Any) -> None:
@@ -100,13 +107,14 @@ def _worker(index: int, prepare: Callable[..., Any], options: Any, budget: int |
     try:
         # Its sampler draws from the seed plus its first trial's number: workers draw apart.
         prepared = prepare(options, listener=_Forward(events), record=False)
+        prepared.objective.deadline = deadline
 
         def finished(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             events.put(("finished", trial))
 
         with LongLivedHeap() as heap, written(prepared.location):
             while (interrupt.pending() is None and (deadline is None or time.time() < deadline)
-                   and _claim(tickets, budget)):
+                   and not prepared.objective.timed_out and _claim(tickets, budget)):
                 prepared.study.optimize(prepared.objective, n_trials=1, catch=(TrialFailed,),
                                         callbacks=[prepared.objective.after_trial, finished, heap],
                                         gc_after_trial=False)
@@ -148,6 +156,8 @@ class _Watch:
             self.listener.trial_started(*event[1:])
         elif kind == "epoch" and self.listener is not None:
             self.listener.epoch_done(*event[1:])
+        elif kind == "batch" and self.listener is not None:
+            self.listener.batch_done(*event[1:])
         elif kind == "finished":
             for callback in self.callbacks:
                 callback(self.study, event[1])

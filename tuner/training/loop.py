@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +26,15 @@ from tuner.runtime import interrupt
 # default limit of 8 recompiles a width-searching study (netwidth-digits) ran its later trials
 # uncompiled, after torch's warning. 64 keeps --compile compiling.
 RECOMPILE_LIMIT = 64
+
+# How often a training epoch tells how far it is (batches done): often enough for a live view,
+# rare enough to cost nothing (a clock read per batch, no host sync).
+PROGRESS_S = 0.5
+
+# A model this big gets a no-op hook per parameter on the CPU, so that a Ctrl-C lands inside its
+# backward pass (seconds long); a small one's pass is short, and a hook call per tensor per step
+# would be a cost it notices.
+HOOKED_PARAMETERS = 1_000_000
 
 
 def tune_compiler_for_studies() -> None:
@@ -82,14 +93,15 @@ def evaluate(
     loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     bs = eval_batch_size(data)
-    for start in range(0, len(y), bs):
-        interrupt.check()
-        xb, yb = data.fit(x[start : start + bs]), y[start : start + bs]
-        with autocast(device, amp):
-            logits = model(xb)
-        loss += F.cross_entropy(logits.float(), yb, reduction="sum")
-        correct += (logits.argmax(1) == yb).sum()
-    return loss.item() / len(y), correct.item() / len(y)
+    with interrupt.interruptible():
+        for start in range(0, len(y), bs):
+            interrupt.check()
+            xb, yb = data.fit(x[start : start + bs]), y[start : start + bs]
+            with autocast(device, amp):
+                logits = model(xb)
+            loss += F.cross_entropy(logits.float(), yb, reduction="sum")
+            correct += (logits.argmax(1) == yb).sum()
+        return loss.item() / len(y), correct.item() / len(y)
 
 
 @torch.inference_mode()
@@ -108,6 +120,11 @@ def correct_examples(
     return torch.cat(parts).cpu()
 
 
+def _signals_land_here(grad: torch.Tensor) -> None:
+    """A parameter's gradient hook that does nothing: Python runs a pending signal's handler on
+    entering it (tuner.runtime.interrupt raises there while training computes)."""
+
+
 class Trainer:
     """Trains one model with one set of hyperparameters on prepared data.
 
@@ -120,6 +137,9 @@ class Trainer:
         compile: ``torch.compile`` the model in place (its state dict keeps its keys). The first
             trial pays the compile time; later trials of the same architecture and shapes reuse
             the compiled graphs (benchmarks/compile.py measures both).
+
+    ``on_batch(done, batches)``, when set, hears how far a training epoch is: at its start and
+    then at most every :data:`PROGRESS_S` seconds.
     """
 
     def __init__(
@@ -139,6 +159,13 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, hp)
         self.scheduler = make_scheduler(self.optimizer, hp)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.on_batch: Callable[[int, int], None] | None = None
+        if self.device.type == "cpu" and sum(p.numel() for p in self.model.parameters()) >= HOOKED_PARAMETERS:
+            # On the CPU, backward runs in this (the main) thread inside one C++ call, for all its
+            # layers: a hook per parameter is Python code between layers, where a Ctrl-C can land.
+            for p in self.model.parameters():
+                if p.requires_grad:
+                    p.register_hook(_signals_land_here)
 
     @property
     def lr(self) -> float:
@@ -146,8 +173,7 @@ class Trainer:
 
     def train_epoch(self) -> torch.Tensor:
         """One pass over the training set. Returns the mean loss as a 0-d device tensor."""
-        model, data, opt = self.model, self.data, self.optimizer
-        n = len(data.train_y)
+        n = len(self.data.train_y)
         bs = min(self.hp.batch_size, n)
         order = torch.randperm(n, device=self.device, generator=self.generator)
         # A last batch of one breaks BatchNorm in training mode: fold it into the one before.
@@ -155,18 +181,32 @@ class Trainer:
         if n % bs == 1 and len(bounds) > 2:
             del bounds[-2]
         total = torch.zeros((), device=self.device)
-        model.train()
-        for start, end in itertools.pairwise(bounds):
-            interrupt.check()  # a Ctrl-C or SIGTERM noted meanwhile stops here, between batches
-            idx = order[start:end]
-            x, y = data.fit(data.train_x[idx]), data.train_y[idx]
-            with autocast(self.device, self.amp):
-                loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(idx)
+        self.model.train()
+        report, batches = self.on_batch, len(bounds) - 1
+        if report is not None:
+            report(0, batches)
+        told = time.perf_counter()
+        # Computing only: a Ctrl-C or SIGTERM stops it at once (a stop noted by another thread,
+        # at the next batch).
+        with interrupt.interruptible():
+            for done, (start, end) in enumerate(itertools.pairwise(bounds), 1):
+                interrupt.check()
+                idx = order[start:end]
+                total += self.step(idx) * len(idx)
+                if report is not None and (now := time.perf_counter()) - told >= PROGRESS_S:
+                    report(done, batches)
+                    told = now
         return total / n
+
+    def step(self, idx: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on the training examples ``idx``; their mean loss, detached, on the device."""
+        x, y = self.data.fit(self.data.train_x[idx]), self.data.train_y[idx]
+        with autocast(self.device, self.amp):
+            loss = F.cross_entropy(self.model(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         return evaluate(self.model, self.data, x, y, amp=self.amp)
