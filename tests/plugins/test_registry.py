@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,9 @@ def test_third_party_package_is_discovered_and_pairs_with_builtins(demo_plugins,
     for pair in ("tinynet-digits", "mlp-digits8", "tinynet-digits8"):
         proc = run_tuner("plugins", "--check", pair, cwd=tmp_path, env=env, check=True)
         assert "ok" in proc.stdout and "parameters" in proc.stdout
+        # and what it costs: a step of the pair's own batch size, an epoch of its own data split
+        assert re.search(r"on the cpu: [\d.]+ s a step of \d+ images.* · [\d.]+ (s|min) an epoch of [\d,]+ "
+                         r"training and [\d,]+ validation images", " ".join(proc.stdout.split())), proc.stdout
     refused = one_error_line(run_tuner("plugins", "--check", "lenet-digits8", cwd=tmp_path, env=env))
     assert "lenet cannot take digits8" in refused and "12×12" in refused and "8×8" in refused
 

@@ -15,7 +15,8 @@ from tuner.study.options import DATA_DIR_HELP
 
 @app.command()
 @click.option("--check", metavar="ARCH-DATASET",
-              help="Build the pair and train one batch on the CPU; print parameters and input shape.")
+              help="Build the pair, train one batch on the CPU and time a step; print parameters, shapes, "
+                   "seconds per step and per epoch.")
 @click.option("--data-dir", help=DATA_DIR_HELP)
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON: architectures and datasets, each with distribution, version, description, error.")
@@ -42,13 +43,18 @@ def plugins(check: str | None, data_dir: str | None, as_json: bool) -> None:
 def _check(plugin: str, data_dir: str | None) -> None:
     from tuner.data.loading import default_data_dir
     from tuner.plugins.pair import load_pair
-    from tuner.training.check import contract_step
+    from tuner.training.check import contract_step, step_timing
+    from tuner.training.timing import duration
 
     pair = load_pair(plugin)
-    report = contract_step(pair, default_data_dir(data_dir))
+    folder = default_data_dir(data_dir)
+    report = contract_step(pair, folder)
     out.print(f"{pair.name}: ok — {report.parameters:,} parameters, input "
               f"{tuple(report.input_shape[1:])}, output {report.output_shape[1]} classes, "
               f"one batch trained (loss {report.loss:.3f})")
+    timing, train, val = step_timing(pair, folder)
+    out.print(f"on the cpu: {timing.describe()} · {duration(timing.epoch_s(train, val))} an epoch of {train:,} "
+              f"training and {val:,} validation images", soft_wrap=True)
 
 
 def _listing() -> dict[str, list[dict[str, str | None]]]:

@@ -4,6 +4,7 @@
 - :mod:`tuner.study.samplers`: the sampler and pruner ``--sampler`` and ``--pruner`` name.
 - :mod:`tuner.study.snapshot`: the sampler reads the study once per trial, not once per parameter.
 - :mod:`tuner.study.prepare`: a study opened or created and made ready to run, in named steps.
+- :mod:`tuner.study.estimate`: what the study will cost, said before its first trial.
 - :mod:`tuner.study.run`: trials run, in this process or in ``--jobs`` workers.
 - :mod:`tuner.study.parallel`: the ``--jobs`` worker processes.
 - :mod:`tuner.study.testset`: the test set, touched once when a study ends.

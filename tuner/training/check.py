@@ -1,15 +1,20 @@
 """A pair checked on one tiny batch of its own data, on the CPU, before anything is stored
-(``tuner plugins --check`` and the start of every study)."""
+(``tuner plugins --check`` and the start of every study), and its step timed there."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from tuner.data.loading import load_splits
-from tuner.data.prepared import model_shape, normalize, resize
+from tuner.data.prepared import load_data, model_shape, normalize, resize
+from tuner.data.split import DEFAULT_VAL_FRACTION
 from tuner.errors import PairRefused
 from tuner.plugins.checks import StepReport, build_model, default_hyperparameters, one_step
 from tuner.plugins.pair import Pair
+from tuner.training.loop import start_training
+from tuner.training.timing import Timing, measure
 
 
 def contract_step(pair: Pair, data_dir: Path, n: int = 2) -> StepReport:
@@ -26,3 +31,12 @@ def contract_step(pair: Pair, data_dir: Path, n: int = 2) -> StepReport:
         x = resize(x, pair.arch.input_size)
     return one_step(model, x, splits.train_labels[:n], shape, name=pair.arch_name,
                     distribution=pair.arch_dist)
+
+
+def step_timing(pair: Pair, data_dir: Path, seed: int = 0) -> tuple[Timing, int, int]:
+    """A step of the pair's reference settings timed on the CPU, on its own data as a study
+    splits it; with the training and validation sizes an epoch has."""
+    settings = {"seed": seed, "val_fraction": DEFAULT_VAL_FRACTION, "max_train": None}
+    data = load_data(pair, data_dir, torch.device("cpu"), settings)
+    trainer = start_training(pair.arch, data, default_hyperparameters(pair.arch), seed)
+    return measure(trainer), len(data.train_y), len(data.val_y)
