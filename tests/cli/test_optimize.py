@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -159,6 +160,15 @@ def test_a_tie_and_a_one_example_win_are_within_noise():
     unpaired = difference(0.99, 0.80, 144)
     assert not unpaired["within_noise"] and not unpaired["paired"]
     assert unpaired["se_points"] == pytest.approx(100 * ((0.99 * 0.01 + 0.8 * 0.2) / 144) ** 0.5)
+
+
+def test_the_cost_is_measured_and_said_before_trial_0(study_dir):
+    """Before any trial the run says what a step, an epoch, a trial and the study cost here."""
+    text = (study_dir / "first-run.txt").read_text()
+    line = next(line for line in text.splitlines() if line.startswith("estimate on cpu: "))
+    assert re.search(r"a step of \d+ images · [\d.]+ (s|min) an epoch · [\d.]+ (s|min) a trial of 3 epochs · "
+                     r"up to [\d.]+ (s|min) for 6 trials", line), line
+    assert text.index(line) < text.index("trial 0 ")
 
 
 def test_end_of_run_summary_compares_best_with_reference(study_dir):
@@ -378,15 +388,18 @@ def test_out_of_memory_fails_the_trial_with_its_reason_and_the_study_goes_on(bro
 
 
 @pytest.mark.slow
-def test_live_display_on_a_terminal(tmp_path):
-    """On a terminal the run shows live bars: trials done/total, best, pruned/failed, the epoch bar."""
+def test_live_display_on_a_terminal(tmp_path, mnist_dir):
+    """On a terminal the run shows live bars: trials done/total, best, pruned/failed; the running
+    trial's epoch, batches done, images/s and time left, moving inside an epoch (real MNIST,
+    epochs of seconds); the study's time left; no placeholder total."""
     import os
     import pty
     import re
 
     master, slave = pty.openpty()
-    env = {**os.environ, "TUNER_OFFLINE": "1", "COLUMNS": "140", "TERM": "xterm"}
-    proc = subprocess.Popen([TUNER, "optimize", "--plugin", "mlp-digits", "--trials", "2", "--epochs", "2"],
+    env = {**os.environ, "TUNER_OFFLINE": "1", "COLUMNS": "160", "TERM": "xterm"}
+    proc = subprocess.Popen([TUNER, "optimize", "--plugin", "mlp-mnist", "--trials", "2", "--epochs", "2",
+                             "--max-train", "30000", "--data-dir", str(mnist_dir)],
                             cwd=tmp_path, env=env, stdout=slave, stderr=slave, close_fds=True)
     os.close(slave)
     chunks = []
@@ -398,11 +411,15 @@ def test_live_display_on_a_terminal(tmp_path):
         if not data:
             break
         chunks.append(data)
-    assert proc.wait(timeout=120) == 0
+    assert proc.wait(timeout=300) == 0
     text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", b"".join(chunks).decode(errors="replace"))
+    assert "estimate on cpu: " in text and " an epoch · " in text
     assert "trial 0 (reference)" in text and "2/2" in text
     assert "best " in text and "pruned 0" in text and "failed 0" in text
-    assert re.search(r"loss \d\.\d{4} · val \d+\.\d\d%", text)  # the running trial's epoch bar
+    assert re.search(r"epoch 1/2 +batch [1-9]\d*/\d+ · [\d,]+ img/s", text), text  # inside the first epoch
+    assert re.search(r"loss \d\.\d{4} · val \d+\.\d\d%", text)  # the last epoch's result
+    assert re.search(r"~\d+(\.\d+)? (s|min) left", text)  # the trial's and the study's time left
+    assert "0/1 " not in text  # the old placeholder total of a trial bar
     assert "best vs hand-picked reference" in text
 
 

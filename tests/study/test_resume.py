@@ -81,3 +81,22 @@ def test_a_jobs_worker_trial_resumes_as_well(tmp_path_factory, tmp_path):
     run_tuner(*args("--jobs", "2"), cwd=tmp_path, check=True)
     retry = next(t for t in trials_of(tmp_path) if t.user_attrs.get(records.RETRY_OF) == 0)
     assert retry.state.name == "COMPLETE" and curve(retry) == expected
+
+
+def test_timeout_stops_a_trial_at_an_epoch_end_and_the_same_command_goes_on_from_it(tmp_path):
+    """--timeout mid-trial: the trial whose next epoch would end after it stops at an epoch's
+    end, saved; no other trial starts; the summary says so; the next run goes on from there."""
+    epochs = ["--epochs", "80", "--checkpoint-every", "30", "--trials", "5"]  # the last flag given wins
+    first = run_tuner(*args("--timeout", "1", *epochs), cwd=tmp_path, check=True)
+    trials = trials_of(tmp_path)
+    assert len(trials) == 1, "no trial may start after one was stopped by --timeout"
+    stopped = trials[0]
+    done = len(stopped.user_attrs[records.HISTORY])
+    assert stopped.state.name == "FAIL" and stopped.user_attrs[records.FAIL_REASON] == records.TIMED_OUT
+    assert 1 <= done < 80 and stopped.user_attrs[records.CHECKPOINT]["epoch"] == done
+    assert f"--timeout: trial 0 stopped after epoch {done}" in first.stdout, first.stdout
+    run_tuner(*args(*epochs[:4]), cwd=tmp_path, check=True)
+    retry = trials_of(tmp_path)[1]
+    assert retry.state.name == "COMPLETE" and retry.user_attrs[records.RETRY_OF] == 0
+    assert [row["epoch"] for row in retry.user_attrs[records.HISTORY]] == list(range(1, 81))
+    assert curve(retry)[:done] == curve(stopped)

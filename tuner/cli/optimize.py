@@ -62,11 +62,12 @@ def optimize(quiet: bool, **fields: Any) -> None:
 
         options = OptimizeOptions(**fields)
         check_options(options)  # all of them, before --mlflow's store (or anything else) is made
-        progress = StudyProgress(out, options.trials, live=out.is_terminal, quiet=quiet)
+        progress = StudyProgress(out, options.trials, live=out.is_terminal, quiet=quiet, jobs=options.jobs)
         trackers = loggers(options.mlflow, options.study or options.plugin, options.plugin)
         callbacks = [progress, *trackers]
         prepared = prepare_study(options, listener=progress)
     _print_start(prepared)
+    _print_estimate(prepared, progress)
     stop = None
     with progress:
         try:
@@ -81,8 +82,37 @@ def optimize(quiet: bool, **fields: Any) -> None:
         remember(prepared.study)
         finish_tracking(trackers, prepared.study, prepared.location.db_path)
     print_summary(prepared.study, prepared.location)
+    _say_timed_out(prepared.study)
     if stop is not None:
         sys.exit(interrupt.exit_status(stop))
+
+
+def _print_estimate(prepared: Any, progress: Any) -> None:
+    """The study's cost, measured on a few steps before trial 0, and what to do when it is long."""
+    from tuner.study.estimate import estimate
+
+    options = prepared.options
+    found = estimate(prepared, options.trials, options.jobs)
+    out.print(found.line(), soft_wrap=True)
+    hint = found.hint()
+    if hint:
+        out.print(f"[yellow]note:[/yellow] {hint}", soft_wrap=True)
+    progress.estimated(found.trial_s)
+
+
+def _say_timed_out(study: Any) -> None:
+    """The trials ``--timeout`` stopped mid-way, and how to go on with them."""
+    from tuner.storage import records
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get(records.RETRY_OF) for t in trials}
+    for t in trials:
+        if t.user_attrs.get(records.FAIL_REASON) == records.TIMED_OUT and t.number not in retried:
+            done = len(t.user_attrs.get(records.HISTORY, []))
+            saved = "saved there: run the same command to go on from it" if records.CHECKPOINT in t.user_attrs \
+                else "not saved (no artifact store)"
+            out.print(f"--timeout: trial {t.number} stopped after epoch {done}, as its next epoch would have ended "
+                      f"after the timeout; {saved}", soft_wrap=True)
 
 
 def _print_start(prepared: Any) -> None:
@@ -90,9 +120,10 @@ def _print_start(prepared: Any) -> None:
     again); the weights folder is named once it exists."""
     s, jobs = prepared.settings, prepared.options.jobs
     stored = sum(1 for t in prepared.study.get_trials(deepcopy=False) if t.state.name != "WAITING")
+    plural = "" if stored == 1 else "s"
     out.print(
         f"study {prepared.study.study_name} in {prepared.location.shown} "
-        f"({'new' if prepared.created else f'resumed, {stored} trials stored'}) · "
+        f"({'new' if prepared.created else f'resumed, {stored} trial{plural} stored'}) · "
         f"{prepared.device}{f' · {jobs} trials at once' if jobs > 1 else ''} · {s['epochs']} epochs/trial · "
         f"{len(prepared.data.train_y):,} train / {len(prepared.data.val_y):,} validation examples"
     )

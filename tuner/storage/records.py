@@ -32,6 +32,8 @@ CHECKPOINT = "checkpoint"  # {"artifact_id", "epoch", "sha256"}: the running tri
 RETRY_OF = "retry_of"  # the number of the interrupted or killed trial this one goes on from
 ZERO_SWITCH = "_is_zero"  # param-name suffix: "0 or a log range" is sampled as this switch + the range
 INTERRUPTED = "interrupted"  # FAIL_REASON of a trial stopped by Ctrl-C, SIGTERM or SIGHUP
+# FAIL_REASON of a trial stopped at an epoch's end because its next epoch would end after --timeout
+TIMED_OUT = "stopped at --timeout: its next epoch would have ended after it"
 
 # -- study user attributes ---------------------------------------------------------------------
 PROVENANCE = "provenance"  # plugins and versions, settings, seed, split sizes, the space: at creation

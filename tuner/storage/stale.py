@@ -46,7 +46,7 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
 
 
 def queue_retries(study: optuna.Study, only: int | None = None) -> list[int]:
-    """Queue a retry of every interrupted or killed trial that saved a checkpoint and has none
+    """Queue a retry of every interrupted, killed or timed-out trial that saved a checkpoint and has none
     yet (``records.RETRY_OF``): it goes on from the saved epoch with the same hyperparameters.
     ``only``: that trial alone. The numbers retried."""
     trials = study.get_trials(deepcopy=False)
@@ -54,8 +54,9 @@ def queue_retries(study: optuna.Study, only: int | None = None) -> list[int]:
     queued = []
     for t in trials:
         reason = t.user_attrs.get(records.FAIL_REASON)
-        if (t.state != TrialState.FAIL or reason not in (None, records.INTERRUPTED) or t.number in retried
-                or records.CHECKPOINT not in t.user_attrs or (only is not None and t.number != only)):
+        if (t.state != TrialState.FAIL or reason not in (None, records.INTERRUPTED, records.TIMED_OUT)
+                or t.number in retried or records.CHECKPOINT not in t.user_attrs
+                or (only is not None and t.number != only)):
             continue
         marks: dict[str, object] = {records.RETRY_OF: t.number}
         if t.user_attrs.get(records.REFERENCE):

@@ -56,7 +56,9 @@ class OptimizeOptions:
     study: str | None = option(None, "Study name (default: the plugin).")
     db: str | None = option(None, "SQLite file (default: studies/<study>.db).")
     storage: str | None = option(None, "Any SQLAlchemy database URL, instead of --db.")
-    timeout: float | None = option(None, "Start no trial after SECONDS.", type=float)
+    timeout: float | None = option(None, "Stop after SECONDS: no trial starts after it; a running one stops at an "
+                                   "epoch's end when its next would end after it (saved: the same command goes on).",
+                                   type=float)
     epochs: int | None = option(None, f"Epochs per trial (default {DEFAULT_EPOCHS}; a study keeps its own).",
                                 type=int)
     seed: int | None = option(None, f"Seed of sampler, split and weights (default {DEFAULT_SEED}; a study keeps "

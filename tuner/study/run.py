@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import optuna
@@ -21,7 +22,11 @@ def run_study(
 ) -> None:
     """Run trials, ``jobs`` at a time (see :mod:`tuner.study.parallel`). Failed trials (NaN loss,
     out of memory) are recorded and the study goes on; Ctrl-C ends the running trials as failed
-    ("interrupted") and propagates. Afterwards only the weights the study keeps are left."""
+    ("interrupted") and propagates. ``timeout``: no trial starts after it, and one whose next
+    epoch would end after it stops (``Objective.deadline``). Afterwards only the weights the
+    study keeps are left."""
+    if timeout is not None:
+        prepared.objective.deadline = time.time() + timeout
     try:
         with written(prepared.location):
             if jobs > 1:
@@ -33,7 +38,8 @@ def run_study(
             with LongLivedHeap() as heap, interrupt.deferred():
                 prepared.study.optimize(
                     prepared.objective, n_trials=trials, timeout=timeout, catch=(TrialFailed,),
-                    callbacks=[prepared.objective.after_trial, *callbacks, heap, interrupt.stop_study],
+                    callbacks=[prepared.objective.after_trial, *callbacks, heap, interrupt.stop_study,
+                               prepared.objective.stop_at_deadline],
                     gc_after_trial=False,
                 )
     finally:

@@ -37,12 +37,19 @@ class Listener(Protocol):
 
     def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None: ...
 
+    def batch_done(self, number: int, epoch: int, epochs: int, done: int, batches: int, images: int) -> None:
+        """Epoch ``epoch`` (1-based) of trial ``number`` has trained ``done`` of its ``batches``
+        batches, ``images`` images in all."""
+
 
 class _Silent:
     def trial_started(self, number: int, hp: dict[str, Any], reference: bool) -> None:
         pass
 
     def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None:
+        pass
+
+    def batch_done(self, number: int, epoch: int, epochs: int, done: int, batches: int, images: int) -> None:
         pass
 
 
@@ -72,6 +79,9 @@ class Objective:
         checkpoint_every: Save the running trial's state at the end of an epoch once this many
             seconds of training have passed since the last save (0: every epoch; None: never), so
             that an interrupted or killed trial goes on from there (:mod:`tuner.training.checkpoint`).
+        deadline: ``--timeout`` as a ``time.time()``: a trial whose next epoch would end after it
+            stops at the epoch's end, saved to go on from there (``records.TIMED_OUT``), and
+            :attr:`timed_out` is set so that no further trial starts.
     """
 
     arch: Architecture
@@ -85,6 +95,8 @@ class Objective:
     compile: bool = False
     recipe: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: float | None = None
+    deadline: float | None = None
+    timed_out: bool = False
     _displaced: list[int] = field(default_factory=list)
 
     def hyperparameters_for(self, trial: optuna.Trial) -> tuple[Hyperparameters, bool]:
@@ -168,6 +180,9 @@ class Objective:
     def _train(self, trial: optuna.Trial, trainer: Trainer, history: list[dict[str, float]]) -> float:
         saved = time.perf_counter()
         for epoch in range(len(history), self.epochs):
+            if history and self.deadline is not None and time.time() + history[-1]["seconds"] > self.deadline:
+                self._stop_at_deadline(trial, trainer, epoch)
+            trainer.on_batch = self._progress(trial.number, epoch + 1, trainer)
             started = time.perf_counter()
             result = trainer.epoch()
             if not math.isfinite(result.train_loss):
@@ -197,6 +212,29 @@ class Objective:
                 )
                 raise optuna.TrialPruned()
         return history[-1]["val_accuracy"]
+
+    def _progress(self, number: int, epoch: int, trainer: Trainer) -> Any:
+        """What tells the listener how far epoch ``epoch`` is."""
+        batch_size, n = trainer.hp.batch_size, len(self.data.train_y)
+
+        def told(done: int, batches: int) -> None:
+            images = n if done == batches else min(n, done * batch_size)
+            self.listener.batch_done(number, epoch, self.epochs, done, batches, images)
+
+        return told
+
+    def _stop_at_deadline(self, trial: optuna.Trial, trainer: Trainer, epoch: int) -> None:
+        """``--timeout`` comes before the next epoch would end: save, stop the trial and the run."""
+        self.timed_out = True
+        if self.artifacts is not None:
+            checkpoint.save(trial, trainer, epoch, self.artifacts)
+        trial.set_user_attr(records.FAIL_REASON, records.TIMED_OUT)
+        raise TrialFailed(f"trial {trial.number}: {records.TIMED_OUT}")
+
+    def stop_at_deadline(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Optuna callback: no trial starts after one stopped at ``--timeout``."""
+        if self.timed_out:
+            study.stop()
 
     def _keep_weights(self, trial: optuna.Trial, trainer: Trainer, value: float, reference: bool) -> None:
         """Save the reference's weights and those of a trial that enters the best ``keep``."""
