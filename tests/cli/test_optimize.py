@@ -310,7 +310,8 @@ def test_ctrl_c_records_the_trial_as_interrupted_and_the_study_resumes(tmp_path)
     assert refused.returncode != 0 and "max-train" in refused.stderr  # a study keeps its settings
     again = run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "1", "--quiet", cwd=tmp_path, check=True)
     shown = json.loads(run_tuner("trials", str(db), "--json", cwd=tmp_path, check=True).stdout)["trials"]
-    assert f"resumed, {stored_before} trials stored" in again.stdout  # what `trials` listed, not the re-queued one
+    # what `trials` listed, not the re-queued one
+    assert f"resumed, {stored_before} trial{'s' if stored_before != 1 else ''} stored" in again.stdout
     resumed = load(db, "mlp-digits")
     assert len(resumed.trials) == stored_before + 1 == len(shown)
     rerun = resumed.trials[-1]  # the interrupted baseline is run again, not lost

@@ -92,8 +92,8 @@ class OptimizeOptions:
                               "it).", type=int)
     checkpoint_every: float = option(30.0, "Save the running trial's state at an epoch's end once SECONDS of "
                                      "training passed since the last save: an interrupted or killed trial then "
-                                     "resumes from there (0: every epoch).", type=float, show_default=True,
-                                     metavar="SECONDS")
+                                     "resumes from there (0: every epoch; longer when a save would cost over 2% "
+                                     "of the training between).", type=float, show_default=True, metavar="SECONDS")
     mlflow: str | None = option(None, "Log each trial to MLflow as one run: hyperparameters, per-epoch metrics, "
                                 "state (sqlite:///mlflow.db, http://host:5000; needs tuner[mlflow]).",
                                 metavar="URI")

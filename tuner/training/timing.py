@@ -89,17 +89,23 @@ def _eval_image_s(trainer: Trainer, size: int) -> float:
     return (time.perf_counter() - started) / len(batch)
 
 
+def _fresh(trainer: Trainer, size: int) -> float:
+    """Seconds of one step at a batch size not timed before: the first step at a new shape also
+    picks and builds its kernels (seconds for AlexNet's convolutions on a CPU), so the faster of two."""
+    return min(_steps(trainer, size, 1), _steps(trainer, size, 1))
+
+
 def _at_batch_size(trainer: Trainer, bs: int) -> tuple[float, int]:
     """Seconds of one step of ``bs`` images, and the largest batch size timed to say it. Sizes
     grow from :data:`FIRST` towards one that takes about :data:`TARGET_S`; a size short of
     ``bs`` is scaled by a line through the last two (a fixed cost per step plus one per image)."""
     size = min(bs, FIRST)
     _steps(trainer, size, 1)  # warm-up: first calls allocate and pick kernels
-    points = [(size, _steps(trainer, size, 1))]
+    points = [(size, _fresh(trainer, size))]
     while size < bs and (len(points) == 1 or points[-1][1] < TARGET_S / 2) and len(points) < MAX_SIZES:
         last, took = points[-1]
         size = min(bs, max(4 * last, int(last * TARGET_S / max(took, 1e-6))))
-        points.append((size, _steps(trainer, size, 1)))
+        points.append((size, _fresh(trainer, size)))
     if size == bs:
         took = points[-1][1]
         if took < TARGET_S / 2:  # cheap: average more steps

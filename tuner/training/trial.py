@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from tuner.storage.weights import StudyArtifacts
 
 
+# Saving a checkpoint may cost at most this share of the training time between two saves.
+CHECKPOINT_SHARE = 0.02
+
 class Listener(Protocol):
     """What the console hears from a running study (the core never imports rich)."""
 
@@ -79,6 +82,7 @@ class Objective:
         checkpoint_every: Save the running trial's state at the end of an epoch once this many
             seconds of training have passed since the last save (0: every epoch; None: never), so
             that an interrupted or killed trial goes on from there (:mod:`tuner.training.checkpoint`).
+            Above 0, the wait grows so that saving costs at most :data:`CHECKPOINT_SHARE` of training.
         deadline: ``--timeout`` as a ``time.time()``: a trial whose next epoch would end after it
             stops at the epoch's end, saved to go on from there (``records.TIMED_OUT``), and
             :attr:`timed_out` is set so that no further trial starts.
@@ -178,7 +182,7 @@ class Objective:
             checkpoint.remove(trial.study, number, self.artifacts)
 
     def _train(self, trial: optuna.Trial, trainer: Trainer, history: list[dict[str, float]]) -> float:
-        saved = time.perf_counter()
+        saved, every = time.perf_counter(), self.checkpoint_every
         for epoch in range(len(history), self.epochs):
             if history and self.deadline is not None and time.time() + history[-1]["seconds"] > self.deadline:
                 self._stop_at_deadline(trial, trainer, epoch)
@@ -200,10 +204,13 @@ class Objective:
             trial.set_user_attr(records.HISTORY, history)
             trial.report(result.val_accuracy, epoch)
             self.listener.epoch_done(trial.number, epoch + 1, self.epochs, result)
-            due = self.checkpoint_every is not None and time.perf_counter() - saved >= self.checkpoint_every
+            due = every is not None and time.perf_counter() - saved >= every
             if due and epoch + 1 < self.epochs and self.artifacts is not None:
+                began = time.perf_counter()
                 checkpoint.save(trial, trainer, epoch + 1, self.artifacts)
                 saved = time.perf_counter()
+                if every:  # a save (700 MB for AlexNet with Adam) costs at most CHECKPOINT_SHARE of training
+                    every = max(every, (saved - began) / CHECKPOINT_SHARE)
             # After the last epoch the work is done: completing costs nothing and tells more.
             if epoch + 1 < self.epochs and trial.should_prune():
                 trial.set_user_attr(
