@@ -36,7 +36,8 @@ def test_time_left_from_the_measured_cost_then_from_each_trials_pace(monkeypatch
 
     view.trial_started(0, {}, True)
     assert view.study_left() == 60 + 3 * 60 / 2  # still building its model: a whole trial
-    view.batch_done(0, 1, 2, 0, 10, 0)  # epoch 1 of 2 starts
+    view.batch_done(0, 1, 2, 0, 10, 0)  # epoch 1 of 2 starts: its bar says the measured cost left
+    assert view.progress.tasks[view.running[0].bar].fields["left"] == "~60 s left"
     clock[0] = 110.0
     view.batch_done(0, 1, 2, 5, 10, 320)  # a quarter of the trial in 10 s
     assert view.running[0].rate == 32.0

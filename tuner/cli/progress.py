@@ -111,6 +111,8 @@ class StudyProgress:
             return
         running.at(epoch, epochs, done, batches, images)
         left = running.left()
+        if left is None and self.trial_guess is not None:  # no batch done yet: the measured cost
+            left = max(0.0, self.trial_guess - (time.perf_counter() - running.opened))
         info = f"batch {done}/{batches}"
         if running.rate is not None:
             info += f" · {running.rate:,.0f} img/s"
