@@ -24,24 +24,19 @@ import optuna
 import torch
 from _common import DEFAULT_DATA
 
-from tuner.data.prepared import load_data
-from tuner.data.split import DEFAULT_VAL_FRACTION
-from tuner.plugins.checks import default_hyperparameters
 from tuner.plugins.pair import load_pair
 from tuner.storage.stores import BESIDE_DB
 from tuner.storage.weights import StudyArtifacts
 from tuner.study.options import OptimizeOptions
 from tuner.training import checkpoint
-from tuner.training.loop import start_training
+from tuner.training.check import reference_trainer
 
 PAIRS = ["mlp-mnist", "lenet-mnist", "cnnnet-mnist", "sigmoid-mlp-mnist"]
 
 
 def measure(pair_name: str, args: argparse.Namespace, folder: Path) -> dict[str, float]:
-    pair = load_pair(pair_name)
-    settings = {"seed": 0, "val_fraction": DEFAULT_VAL_FRACTION, "max_train": args.max_train, "max_val": args.max_val}
-    data = load_data(pair, args.data_dir, torch.device(args.device), settings)
-    trainer = start_training(pair.arch, data, default_hyperparameters(pair.arch), seed=0)
+    trainer = reference_trainer(load_pair(pair_name), args.data_dir, torch.device(args.device),
+                                max_train=args.max_train, max_val=args.max_val)
     db = folder / f"{pair_name}.db"
     study = optuna.create_study(study_name=pair_name, storage=f"sqlite:///{db}")
     artifacts = StudyArtifacts(study, BESIDE_DB, db)
@@ -55,7 +50,7 @@ def measure(pair_name: str, args: argparse.Namespace, folder: Path) -> dict[str,
         checkpoint.save(trial, trainer, repeat + 1, artifacts)
         save_s = min(save_s, time.perf_counter() - started)
     size = sum(p.stat().st_size for p in artifacts.folder.glob("checkpoint-*"))
-    return {"epoch_s": epoch_s, "save_s": save_s, "mb": size / 1e6, "train": len(data.train_y)}
+    return {"epoch_s": epoch_s, "save_s": save_s, "mb": size / 1e6, "train": len(trainer.data.train_y)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,10 +19,8 @@ from pathlib import Path
 import torch
 from _common import DEFAULT_DATA
 
-from tuner.data.prepared import load_data
-from tuner.data.split import DEFAULT_VAL_FRACTION
-from tuner.plugins.checks import default_hyperparameters
 from tuner.plugins.pair import load_pair
+from tuner.training.check import reference_trainer
 from tuner.training.loop import start_training
 from tuner.training.timing import measure
 
@@ -31,13 +29,13 @@ PAIRS = ["mlp-mnist", "lenet-mnist", "cnnnet-mnist", "lenet-digits", "mlp-digits
 
 def compare(pair_name: str, args: argparse.Namespace) -> dict[str, float]:
     pair = load_pair(pair_name)
-    settings = {"seed": 0, "val_fraction": DEFAULT_VAL_FRACTION, "max_train": args.max_train, "max_val": args.max_val}
-    data = load_data(pair, args.data_dir, torch.device(args.device), settings)
-    hp = default_hyperparameters(pair.arch)
+    trainer = reference_trainer(pair, args.data_dir, torch.device(args.device), max_train=args.max_train,
+                                max_val=args.max_val)
+    data = trainer.data
     started = time.perf_counter()
-    timing = measure(start_training(pair.arch, data, hp, seed=0))
+    timing = measure(trainer)  # trains it: the real epochs below start from a fresh model
     measuring_s = time.perf_counter() - started
-    trainer = start_training(pair.arch, data, hp, seed=0)
+    trainer = start_training(pair.arch, data, trainer.hp, seed=0)
     real = []
     for _ in range(args.epochs):
         started = time.perf_counter()

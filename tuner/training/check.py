@@ -13,7 +13,7 @@ from tuner.data.split import DEFAULT_VAL_FRACTION
 from tuner.errors import PairRefused
 from tuner.plugins.checks import StepReport, build_model, default_hyperparameters, one_step
 from tuner.plugins.pair import Pair
-from tuner.training.loop import start_training
+from tuner.training.loop import Trainer, start_training
 from tuner.training.timing import Timing, measure
 
 
@@ -33,10 +33,16 @@ def contract_step(pair: Pair, data_dir: Path, n: int = 2) -> StepReport:
                     distribution=pair.arch_dist)
 
 
+def reference_trainer(pair: Pair, data_dir: Path, device: torch.device, seed: int = 0,
+                      max_train: int | None = None, max_val: int | None = None) -> Trainer:
+    """A fresh model of the pair's reference settings on its own data, split as a study splits it."""
+    settings = {"seed": seed, "val_fraction": DEFAULT_VAL_FRACTION, "max_train": max_train, "max_val": max_val}
+    data = load_data(pair, data_dir, device, settings)
+    return start_training(pair.arch, data, default_hyperparameters(pair.arch), seed)
+
+
 def step_timing(pair: Pair, data_dir: Path, seed: int = 0) -> tuple[Timing, int, int]:
     """A step of the pair's reference settings timed on the CPU, on its own data as a study
     splits it; with the training and validation sizes an epoch has."""
-    settings = {"seed": seed, "val_fraction": DEFAULT_VAL_FRACTION, "max_train": None}
-    data = load_data(pair, data_dir, torch.device("cpu"), settings)
-    trainer = start_training(pair.arch, data, default_hyperparameters(pair.arch), seed)
-    return measure(trainer), len(data.train_y), len(data.val_y)
+    trainer = reference_trainer(pair, data_dir, torch.device("cpu"), seed)
+    return measure(trainer), len(trainer.data.train_y), len(trainer.data.val_y)
