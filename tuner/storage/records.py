@@ -30,6 +30,11 @@ PRUNE_REASON = "prune_reason"  # why the pruner stopped it
 WEIGHTS = "weights"  # {"artifact_id", "sha256", "bytes", "file"}, or a path (before the store)
 CHECKPOINT = "checkpoint"  # {"artifact_id", "epoch", "sha256"}: the running trial's last saved state
 RETRY_OF = "retry_of"  # the number of the interrupted or killed trial this one goes on from
+# How the sampler drew it (tuner.study.prior): PRIOR (around the reference) or AROUND_BEST (around
+# the best trial so far); absent when the wrapped sampler drew it.
+DRAWN = "drawn"
+PRIOR = "prior"
+AROUND_BEST = "best"
 ZERO_SWITCH = "_is_zero"  # param-name suffix: "0 or a log range" is sampled as this switch + the range
 INTERRUPTED = "interrupted"  # FAIL_REASON of a trial stopped by Ctrl-C, SIGTERM or SIGHUP
 # FAIL_REASON of a trial stopped at an epoch's end because its next epoch would end after --timeout
@@ -41,6 +46,7 @@ STORE = "artifacts"  # where the artifact store is (tuner.storage.stores)
 KEEP = "keep"  # how many of the best trials keep their weights (--keep)
 TEST_ACCURACY = "test_accuracy"  # {trial number: test accuracy}, measured once per best
 PAIRED = "paired"  # examples only the best or only the reference gets right (paired SE)
+STOPPED = "stopped"  # {"reason", "after_trial", "at"}: why --trials auto ended the study
 IMPORTANCE = "importance"  # importance computed when a run ended (tuner.after.importance)
 # Each `tuner optimize` on a study records how it ran, under a key of its own ("run:" + start
 # time + process id): two terminals resuming one study at once both keep theirs, which one

@@ -16,9 +16,10 @@ from typing import Any
 
 from tuner.data.split import DEFAULT_VAL_FRACTION
 from tuner.errors import UsageError
-from tuner.study.samplers import MAX_SEED, PRUNERS, SAMPLERS
+from tuner.study.samplers import MAX_SEED, PRIORS, PRUNERS, SAMPLERS
 
 DEFAULT_TRIALS = 20
+AUTO = "auto"  # --trials auto (tuner.study.stopping)
 DEFAULT_EPOCHS = 10
 DEFAULT_SEED = 0
 MAX_JOBS = 64
@@ -51,8 +52,10 @@ class OptimizeOptions:
 
     plugin: str = option(None, "What to tune, e.g. alexnet-mnist.", short="-p", metavar="ARCH-DATASET",
                          required=True)
-    trials: int | None = option(None, "New trials to run now; a resumed study adds this many to those it "
-                                f"holds [default: {DEFAULT_TRIALS}; 1 with --params].", type=int)
+    trials: int | str | None = option(None, "New trials to run now; a resumed study adds this many to those it "
+                                      f"holds [default: {DEFAULT_TRIALS}; 1 with --params]. auto: until more "
+                                      "trials stop showing a better model (docs/usage.md).", type="trials",
+                                      metavar="N|auto")
     study: str | None = option(None, "Study name (default: the plugin).")
     db: str | None = option(None, "SQLite file (default: studies/<study>.db).")
     storage: str | None = option(None, "Any SQLAlchemy database URL, instead of --db.")
@@ -71,8 +74,12 @@ class OptimizeOptions:
     pruner: str = option("median", "How hopeless trials are stopped.", type=tuple(PRUNERS), show_default=True)
     pruner_startup: int = option(3, "median: trials that complete before any is pruned.", type=int,
                                  show_default=True)
-    pruner_warmup: int = option(0, "median: epochs a trial trains before it can be pruned.", type=int,
-                                show_default=True)
+    pruner_warmup: int | None = option(None, "Epochs a trial trains before it can be pruned (default: a "
+                                       "quarter of --epochs). Never pruned either: the 2 epochs after its "
+                                       "learning rate was lowered.", type=int)
+    prior: str = option("reference", "Where trials are drawn: around the reference settings at first, less as "
+                        "trials finish and far less once another trial beats them ('reference'), or by the "
+                        "sampler alone ('none').", type=tuple(PRIORS), show_default=True)
     space: Sequence[str] = option((), "Override the search space: lr=1e-5:1e-1:log, batch_size=32,64, "
                                   "dropout=0.3, or a TOML file. Repeatable.", multiple=True,
                                   metavar="NAME=SPEC|FILE.toml")
@@ -102,7 +109,14 @@ class OptimizeOptions:
     def __post_init__(self) -> None:
         if self.trials is None:
             self.trials = 1 if self.params else DEFAULT_TRIALS
+        if isinstance(self.trials, str) and self.trials.strip().lower() == AUTO:
+            self.trials = AUTO
         self.space = tuple(self.space)
+
+    @property
+    def trial_budget(self) -> int | None:
+        """The trials to run now; None with ``--trials auto`` (at most ``stopping.AUTO_MAX``)."""
+        return None if self.trials == AUTO else self.trials  # type: ignore[return-value]
 
     @classmethod
     def names(cls) -> list[str]:
@@ -126,9 +140,11 @@ class OptimizeOptions:
             raise UsageError(f"--timeout must be a finite number of seconds, got {self.timeout}")
         if self.timeout is not None and self.timeout <= 0:
             raise UsageError(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        if self.trials != AUTO and (not isinstance(self.trials, int) or isinstance(self.trials, bool)):
+            raise UsageError(f"--trials takes a whole number or auto, got {self.trials!r}")
         for name, low in (("trials", 1), ("epochs", 1), ("max_train", 2), ("keep", 1)):
             value = getattr(self, name)
-            if value is not None and value < low:
+            if value is not None and value != AUTO and value < low:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
         if self.artifacts is not None:
             spec_for_option(self.artifacts)
@@ -136,9 +152,9 @@ class OptimizeOptions:
             raise UsageError(f"--jobs must be between 1 and {MAX_JOBS}, got {self.jobs}")
         if not (math.isfinite(self.checkpoint_every) and self.checkpoint_every >= 0):
             raise UsageError(f"--checkpoint-every must be a number of seconds >= 0, got {self.checkpoint_every}")
-        if self.pruner_startup < 0 or self.pruner_warmup < 0:
+        if self.pruner_startup < 0 or (self.pruner_warmup is not None and self.pruner_warmup < 0):
             raise UsageError("--pruner-startup and --pruner-warmup must be >= 0")
-        for name, known in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
+        for name, known in (("sampler", SAMPLERS), ("pruner", PRUNERS), ("prior", PRIORS)):
             if getattr(self, name) not in known:
                 raise UsageError(f"--{name} {getattr(self, name)!r}: choose one of {', '.join(known)}")
 

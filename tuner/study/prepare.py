@@ -35,7 +35,7 @@ from tuner.study.options import DEFAULT_EPOCHS, DEFAULT_SEED, OptimizeOptions
 from tuner.study.samplers import make_pruner, make_sampler
 from tuner.training.check import contract_step
 from tuner.training.device import resolve_device
-from tuner.training.space import build_space, describe, parse_overrides, parse_params
+from tuner.training.space import build_space, describe, fixed_params_for, parse_overrides, parse_params
 from tuner.training.trial import Listener, Objective, enqueue_reference
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,8 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
         _queue_reference(study, inputs, options)
     # Seeded by this process's first trial, so that a resumed run does not replay the first
     # run's draws and two processes started together do not draw alike.
-    study.sampler = make_sampler(options.sampler, settings["seed"], per_process=True)
+    study.sampler = make_sampler(options.sampler, settings["seed"], per_process=True,
+                                 prior=_prior(inputs, options), val_examples=len(data.val_y))
     artifacts = StudyArtifacts(study, spec, inputs.location.db_path, keep)
     objective = Objective(
         arch=inputs.pair.arch, data=data, space=inputs.space, epochs=settings["epochs"], seed=settings["seed"],
@@ -224,6 +225,7 @@ def _record_this_run(study: optuna.Study, options: OptimizeOptions, device: torc
         "device": str(device),
         "sampler": options.sampler,
         "pruner": options.pruner,
+        "prior": options.prior,
         "jobs": options.jobs,
         "trials_requested": options.trials,
         "timeout_s": options.timeout,
@@ -245,6 +247,14 @@ def _queue_reference(study: optuna.Study, inputs: _Inputs, options: OptimizeOpti
                == records.INTERRUPTED for t in records.references(study))
     if owed:
         enqueue_reference(study, reference, inputs.space)
+
+
+def _prior(inputs: _Inputs, options: OptimizeOptions) -> dict[str, Any] | None:
+    """The reference as Optuna params, when trials are to be drawn around it (``--prior``)."""
+    reference = inputs.pair.arch.reference
+    if options.prior == "none" or reference is None or options.params:
+        return None
+    return fixed_params_for(reference, inputs.space) or None
 
 
 def run_recipe(pair: Pair, settings: dict[str, Any], device: torch.device, compile: bool,

@@ -29,36 +29,62 @@ SAMPLERS: dict[str, Callable[[int | None], optuna.samplers.BaseSampler]] = {
     "qmc": lambda seed: _optuna().samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
 }
 
-#: ``--pruner`` names and the Optuna pruner each makes from (epochs, startup trials, warm-up epochs).
-PRUNERS: dict[str, Callable[[int, int, int], optuna.pruners.BasePruner]] = {
-    "median": lambda epochs, startup, warmup: _optuna().pruners.MedianPruner(n_startup_trials=startup,
-                                                                             n_warmup_steps=warmup),
-    "hyperband": lambda epochs, startup, warmup: _optuna().pruners.HyperbandPruner(min_resource=1,
-                                                                                   max_resource=max(epochs, 1)),
-    "sha": lambda epochs, startup, warmup: _optuna().pruners.SuccessiveHalvingPruner(min_resource=1),
-    "none": lambda epochs, startup, warmup: _optuna().pruners.NopPruner(),
+#: ``--pruner`` names and the Optuna pruner each makes from (epochs, startup trials). Each but
+#: "none" is wrapped in :class:`tuner.study.pruning.SchedulePruner` (warm-up, learning-rate drops).
+PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner]] = {
+    "median": lambda epochs, startup: _optuna().pruners.MedianPruner(n_startup_trials=startup),
+    "hyperband": lambda epochs, startup: _optuna().pruners.HyperbandPruner(min_resource=1,
+                                                                           max_resource=max(epochs, 1)),
+    "sha": lambda epochs, startup: _optuna().pruners.SuccessiveHalvingPruner(min_resource=1),
+    "none": lambda epochs, startup: _optuna().pruners.NopPruner(),
 }
 
 
-def make_sampler(name: str, seed: int | None, per_process: bool = False) -> optuna.samplers.BaseSampler:
+#: ``--prior`` names: where the trials after the reference are drawn.
+PRIORS = {
+    "reference": "around the reference settings at first, less as trials finish (tuner.study.prior)",
+    "none": "by the sampler alone (TPE starts with 10 random trials)",
+}
+
+
+def make_sampler(name: str, seed: int | None, per_process: bool = False,
+                 prior: dict[str, Any] | None = None, val_examples: int | None = None
+                 ) -> optuna.samplers.BaseSampler:
     """The sampler ``--sampler`` names, reading the study once per trial (:class:`SnapshotSampler`).
 
     ``per_process``: draw from the seed plus the number of this process's first trial, so that
     processes started at the same moment on one study (two terminals, two machines, --jobs
     workers) draw apart, while a single seeded process draws what it always did: its first
-    trial is the number of trials stored before it."""
+    trial is the number of trials stored before it.
+
+    ``prior``: the reference as Optuna params; the trials are then drawn around it at first
+    (:class:`tuner.study.prior.PriorSampler`, which reads ``val_examples``)."""
     if name not in SAMPLERS:
         raise UsageError(f"--sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
+
+    def made(s: int | None) -> optuna.samplers.BaseSampler:
+        if not prior:
+            return SAMPLERS[name](s)
+        from tuner.study.prior import PriorSampler
+
+        return PriorSampler(SAMPLERS[name](s), prior, s, val_examples)
+
     restart = None
     if per_process and seed is not None:
         def restart(first_trial: int) -> optuna.samplers.BaseSampler:
-            return SAMPLERS[name]((seed + first_trial) % (MAX_SEED + 1))
+            return made((seed + first_trial) % (MAX_SEED + 1))
     from tuner.study.snapshot import SnapshotSampler
 
-    return SnapshotSampler(SAMPLERS[name](seed), restart=restart)
+    return SnapshotSampler(made(seed), restart=restart)
 
 
-def make_pruner(name: str, epochs: int, startup: int, warmup: int) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, epochs: int, startup: int, warmup: int | None) -> optuna.pruners.BasePruner:
+    """The pruner ``--pruner`` names; ``warmup`` None: :func:`tuner.study.pruning.auto_warmup`."""
     if name not in PRUNERS:
         raise UsageError(f"--pruner {name!r}: choose one of {', '.join(PRUNERS)}")
-    return PRUNERS[name](epochs, startup, warmup)
+    base = PRUNERS[name](epochs, startup)
+    if name == "none":
+        return base
+    from tuner.study.pruning import SchedulePruner, auto_warmup
+
+    return SchedulePruner(base, auto_warmup(epochs) if warmup is None else warmup)
