@@ -199,6 +199,7 @@ class Objective:
                 "val_loss": result.val_loss,
                 "val_accuracy": result.val_accuracy,
                 "lr": result.lr,
+                "lr_next": trainer.lr,  # lowered at this epoch's end when below lr (tuner.study.pruning)
                 "seconds": round(time.perf_counter() - started, 4),
             })
             trial.set_user_attr(records.HISTORY, history)

@@ -1,0 +1,55 @@
+"""Pruning that respects the training schedule: a warm-up that scales with the epochs, and no
+trial stopped while its lowered learning rate has not yet had a chance to act.
+
+ReduceLROnPlateau lowers a trial's learning rate when its validation loss stalls, which is when
+its accuracy looks worst next to the others; one or two epochs later it often jumps. A median
+pruner asked at that moment stops the trial just before the jump. :class:`SchedulePruner` wraps
+any Optuna pruner and answers "go on" in the first ``warmup`` epochs, in the epoch whose end
+lowered the rate, and in the ``settle`` epochs trained at the lowered rate; otherwise the wrapped
+pruner decides.
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from tuner.storage import records
+
+SETTLE_EPOCHS = 2  # epochs trained at a lowered learning rate before the trial can be pruned
+WARMUP_SHARE = 4  # the automatic warm-up: a quarter of the epochs (10 epochs: 2; 3 epochs: 0)
+
+
+def auto_warmup(epochs: int) -> int:
+    """Epochs a trial trains before it can be pruned, when ``--pruner-warmup`` is not given."""
+    return epochs // WARMUP_SHARE
+
+
+def lowered_lately(history: list[dict[str, float]], settle: int) -> bool:
+    """Whether the learning rate was lowered at the end of the last epoch in ``history``
+    (``lr_next``) or for one of its last ``settle`` epochs."""
+    if not history:
+        return False
+    last = history[-1]
+    if "lr_next" in last and last["lr_next"] < last["lr"]:
+        return True
+    rates = [row["lr"] for row in history]
+    return any(rates[i] < rates[i - 1] for i in range(max(1, len(rates) - settle), len(rates)))
+
+
+class SchedulePruner(optuna.pruners.BasePruner):
+    """Wraps ``base``; see the module's docstring. ``warmup`` and ``settle`` count epochs."""
+
+    def __init__(self, base: optuna.pruners.BasePruner, warmup: int, settle: int = SETTLE_EPOCHS) -> None:
+        self.base = base
+        self.warmup = warmup
+        self.settle = settle
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None or step + 1 <= self.warmup:
+            return False
+        history = trial.user_attrs.get(records.HISTORY, [])[: step + 1]
+        if lowered_lately(history, self.settle):
+            return False
+        return self.base.prune(study, trial)
