@@ -16,6 +16,20 @@ from tuner.runtime import interrupt
 from tuner.study.options import Flag, OptimizeOptions
 
 
+class _Trials(click.ParamType):
+    """``--trials``: a whole number, or auto."""
+
+    name = "trials"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if isinstance(value, int) or str(value).strip().lower() == "auto":
+            return value if isinstance(value, int) else "auto"
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a whole number or auto", param, ctx)
+
+
 def _click_option(f: dataclasses.Field) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The click option of one field of OptimizeOptions."""
     flag: Flag = f.metadata["flag"]
@@ -30,6 +44,8 @@ def _click_option(f: dataclasses.Field) -> Callable[[Callable[..., Any]], Callab
         kwargs["default"] = f.default
     if isinstance(flag.type, tuple):
         kwargs["type"] = click.Choice(flag.type)
+    elif flag.type == "trials":
+        kwargs["type"] = _Trials()
     elif flag.type == "path":
         kwargs["type"] = click.Path(dir_okay=False)
     elif flag.type is not None:
@@ -62,7 +78,7 @@ def optimize(quiet: bool, **fields: Any) -> None:
 
         options = OptimizeOptions(**fields)
         check_options(options)  # all of them, before --mlflow's store (or anything else) is made
-        progress = StudyProgress(out, options.trials, live=out.is_terminal, quiet=quiet, jobs=options.jobs)
+        progress = StudyProgress(out, options.trial_budget, live=out.is_terminal, quiet=quiet, jobs=options.jobs)
         trackers = loggers(options.mlflow, options.study or options.plugin, options.plugin)
         callbacks = [progress, *trackers]
         prepared = prepare_study(options, listener=progress)
@@ -92,7 +108,7 @@ def _print_estimate(prepared: Any, progress: Any) -> None:
     from tuner.study.estimate import estimate
 
     options = prepared.options
-    found = estimate(prepared, options.trials, options.jobs)
+    found = estimate(prepared, options.trial_budget, options.jobs)
     out.print(found.line(), soft_wrap=True)
     hint = found.hint()
     if hint:

@@ -181,9 +181,12 @@ def run_parallel(
     options: Any, study: optuna.Study, jobs: int, trials: int | None, timeout: float | None,
     prepare: Callable[..., Any], listener: Listener | None = None,
     callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
-    device_type: str = "cpu",
+    device_type: str = "cpu", closed: Callable[[], bool] | None = None,
 ) -> None:
     """Run ``trials`` new trials (or until ``timeout``) in ``jobs`` worker processes.
+
+    ``closed``: asked after each event; once it says True, no worker takes another trial (the
+    running ones finish): how ``--trials auto`` stops workers.
 
     ``options`` are the :class:`~tuner.study.options.OptimizeOptions` the study was prepared
     with, and ``prepare`` is :func:`tuner.study.prepare.prepare_study`, which each worker calls
@@ -217,6 +220,9 @@ def run_parallel(
             watch.handle(events)
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (tuner.runtime.interrupt.Terminated)
             watch.stop(e)
+        if closed is not None and trials is not None and closed():
+            with tickets.get_lock():
+                tickets.value = max(tickets.value, trials)
     errors, interrupted = watch.errors, watch.interrupted
     for w in workers:
         w.join()

@@ -10,38 +10,53 @@ import optuna
 from tuner.errors import TrialFailed
 from tuner.runtime import interrupt
 from tuner.runtime.collector import LongLivedHeap
+from tuner.storage import records
 from tuner.storage.opening import written
+from tuner.study.options import AUTO
 from tuner.study.parallel import run_parallel
 from tuner.study.prepare import PreparedStudy, prepare_study
+from tuner.study.stopping import AUTO_MAX, StopAtNoise
 
 
 def run_study(
-    prepared: PreparedStudy, trials: int | None, timeout: float | None,
+    prepared: PreparedStudy, trials: int | str | None, timeout: float | None,
     callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
     jobs: int = 1,
-) -> None:
+) -> str | None:
     """Run trials, ``jobs`` at a time (see :mod:`tuner.study.parallel`). Failed trials (NaN loss,
     out of memory) are recorded and the study goes on; Ctrl-C ends the running trials as failed
     ("interrupted") and propagates. ``timeout``: no trial starts after it, and one whose next
-    epoch would end after it stops (``Objective.deadline``). Afterwards only the weights the
-    study keeps are left."""
+    epoch would end after it stops (``Objective.deadline``). ``trials="auto"``: until
+    :class:`~tuner.study.stopping.StopAtNoise` stops the study; returns why it did. Afterwards
+    only the weights the study keeps are left."""
     if timeout is not None:
         prepared.objective.deadline = time.time() + timeout
+    stopper = None
+    if prepared.study.user_attrs.get(records.STOPPED) is not None:
+        prepared.study.set_user_attr(records.STOPPED, None)  # said of an earlier run's end, not this one's
+    if trials == AUTO:
+        stopper, trials = StopAtNoise(len(prepared.data.val_y)), AUTO_MAX
+        callbacks = [*callbacks, stopper]
+    assert trials is None or isinstance(trials, int)
     try:
         with written(prepared.location):
             if jobs > 1:
                 assert prepared.options is not None, "prepare_study records the options workers need"
+                if stopper is not None:
+                    stopper.in_workers = True
                 run_parallel(prepared.options, prepared.study, jobs, trials, timeout, prepare=prepare_study,
                              listener=prepared.objective.listener, callbacks=callbacks,
-                             device_type=prepared.device.type)
-                return
-            with LongLivedHeap() as heap, interrupt.deferred():
-                prepared.study.optimize(
-                    prepared.objective, n_trials=trials, timeout=timeout, catch=(TrialFailed,),
-                    callbacks=[prepared.objective.after_trial, *callbacks, heap, interrupt.stop_study,
-                               prepared.objective.stop_at_deadline],
-                    gc_after_trial=False,
-                )
+                             device_type=prepared.device.type,
+                             closed=None if stopper is None else lambda: stopper.reason is not None)
+            else:
+                with LongLivedHeap() as heap, interrupt.deferred():
+                    prepared.study.optimize(
+                        prepared.objective, n_trials=trials, timeout=timeout, catch=(TrialFailed,),
+                        callbacks=[prepared.objective.after_trial, *callbacks, heap, interrupt.stop_study,
+                                   prepared.objective.stop_at_deadline],
+                        gc_after_trial=False,
+                    )
+        return None if stopper is None else stopper.reason
     finally:
         if prepared.artifacts is not None:
             prepared.artifacts.tidy()
