@@ -20,7 +20,7 @@ def open_target(db: str, study: str | None) -> Any:
 def print_summary(study: Any, location: Any, top: int = 10) -> None:
     """The top trials, the counts and the best-vs-reference panel: what ``tuner optimize`` ends with."""
     from tuner.after.summary import best_summary
-    from tuner.cli.views import comparison_panel, counts_line, extra_keys, trials_table
+    from tuner.cli.views import comparison_panel, counts_line, extra_keys, search_line, trials_table
     from tuner.errors import StudyError
     from tuner.storage.records import provenance, select_trials, state_counts
 
@@ -35,6 +35,7 @@ def print_summary(study: Any, location: Any, top: int = 10) -> None:
         out.print(str(e))
         return
     out.print(counts_line(summary["counts"]))
+    out.print(search_line(summary["search"]), soft_wrap=True)
     out.print(comparison_panel(summary, location.shown))
     print_weights_problem(summary)
 
@@ -54,7 +55,15 @@ def print_weights_problem(summary: dict[str, Any]) -> None:
 def best(db: str, study: str | None, as_json: bool) -> None:
     """What won: value, hyperparameters, per-epoch curve, test accuracy, weights, reference."""
     from tuner.after.summary import best_summary
-    from tuner.cli.views import comparison_panel, counts_line, epochs_table, importance_bars, params_table, runs_line
+    from tuner.cli.views import (
+        comparison_panel,
+        counts_line,
+        epochs_table,
+        importance_bars,
+        params_table,
+        runs_line,
+        search_line,
+    )
 
     opened, location = open_target(db, study)
     summary = best_summary(opened, location.db_path)
@@ -69,6 +78,7 @@ def best(db: str, study: str | None, as_json: bool) -> None:
     for line in epochs_table(summary["epochs"]):
         out.print(line)
     out.print(counts_line(summary["counts"]))
+    out.print(search_line(summary["search"]), soft_wrap=True)
     if len(summary["runs"]) > 1:
         out.print(runs_line(summary["runs"]))
     out.print(comparison_panel(summary, location.shown))
