@@ -77,3 +77,23 @@ def test_a_frozen_trial_is_rebuilt_with_its_private_id(tmp_path):
         trial_id=frozen._trial_id,
     )
     assert again._trial_id == frozen._trial_id
+
+
+def test_a_sampler_writes_on_the_trial_it_draws_through_the_storage(tmp_path):
+    """tuner.study.prior.PriorSampler.before_trial: a sampler has no public call that writes on the
+    trial it draws; Optuna's GridSampler uses study._storage with the FrozenTrial's _trial_id."""
+    study = _study(tmp_path)
+    seen = []
+
+    class Marking(optuna.samplers.RandomSampler):
+        def before_trial(self, study, trial):
+            seen.append(trial)
+            study._storage.set_trial_user_attr(trial._trial_id, records.DRAWN, records.PRIOR)
+
+    study.sampler = Marking(seed=0)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert isinstance(seen[0], optuna.trial.FrozenTrial)
+    assert [t.user_attrs[records.DRAWN] for t in study.trials] == [records.PRIOR] * 2
+    prior = _study(tmp_path / "prior", make_sampler("tpe", 0, prior={"x": 0.5}))
+    prior.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    assert any(t.user_attrs.get(records.DRAWN) == records.PRIOR for t in prior.trials)

@@ -23,3 +23,19 @@ def test_tuner_loop_is_not_slower_than_a_bare_preloaded_loop():
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "mlp-digits" in proc.stdout and "lenet-digits" in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_search_benchmark_runs_every_optuna_searcher_and_counts_pruning_regret(mnist_dir):
+    """A quick form of benchmark 10 (benchmarks/search.py): each searcher on the same training,
+    epochs counted, pruned trials trained on in side runs. Its figures are docs/benchmarks.md's."""
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/search.py", "--pairs", "mlp-mnist", "--seeds", "1", "--budget", "12",
+         "--epochs", "3", "--max-train", "600", "--data-dir", str(mnist_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.split()[:1]}
+    for name in ("tpe", "tpe+median", "tpe+hyperband", "tuner", "tuner-noprior"):
+        assert name in rows, proc.stdout
+    assert "target" in proc.stdout and "epochs to target" in proc.stdout

@@ -429,3 +429,30 @@ def test_timeout_stops_starting_trials(tmp_path):
     run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "1000", "--epochs", "1", "--timeout", "2",
               "--quiet", cwd=tmp_path, check=True)
     assert 1 <= len(load(tmp_path / "studies" / "mlp-digits.db", "mlp-digits").trials) < 1000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_trials_auto_stops_when_more_trials_stop_showing_a_better_model(tmp_path, jobs):
+    """--trials auto on the README's pair: the study stops by itself, says why, and `best` says it
+    again with what the search did; with --jobs 2 the workers stop taking trials the same way."""
+    proc = run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "auto", "--epochs", "2", "--seed", "3",
+                     "--jobs", jobs, "--quiet", cwd=tmp_path, check=True)
+    assert "--trials auto: the best rose" in proc.stdout and "under one standard error" in proc.stdout
+    study = optuna.load_study(study_name="mlp-digits", storage=f"sqlite:///{tmp_path / 'studies' / 'mlp-digits.db'}")
+    trials = study.get_trials(deepcopy=False)
+    assert 8 <= len(trials) < 40, len(trials)
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    summary = json.loads(run_tuner("best", "studies/mlp-digits.db", "--json", cwd=tmp_path, check=True).stdout)
+    search = summary["search"]
+    assert search["stopped"].startswith("--trials auto") and search["pruning_regret"] == "not measured"
+    assert search["prior_trials"] + search["around_best_trials"] >= 1
+    assert search["epochs_trained"] == sum(len(t.user_attrs["history"]) for t in trials)
+    shown = run_tuner("best", "studies/mlp-digits.db", cwd=tmp_path, check=True).stdout
+    assert "drawn around the reference" in shown and "--trials auto: the best rose" in shown
+
+
+def test_trials_takes_a_number_or_auto(tmp_path):
+    proc = run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "many", cwd=tmp_path)
+    assert proc.returncode == 2 and "'many' is not a whole number or auto" in proc.stderr
+    assert not (tmp_path / "studies").exists()

@@ -1,0 +1,272 @@
+"""Benchmark 10: the search alone. Every searcher drives tuner's own training (the same loop, data,
+split, space and per-trial seeds), so only the search differs.
+
+For each pair and seed, each searcher runs until it has trained ``--budget`` epochs (trials x
+epochs) and is measured by what can be counted:
+
+- epochs to target: epochs trained until a trial first ends at or above the target (a trial's
+  score is its validation accuracy where it ended, completed or stopped). The target is the
+  reference trial's own validation accuracy plus one standard error of it: the reference never
+  reaches it, and a trial that does is better by more than the noise of one measurement;
+- best after the budget, and its validation standard error;
+- pruning regret: every pruned trial is trained on to the full epochs in a side run (same
+  settings, same seed: the run it would have been) and counted when it would have beaten the
+  best trial of its study. Epochs saved: the epochs pruning spared, as a share of training every
+  trial to the end.
+
+Searchers (Optuna at its defaults, the reference queued first):
+
+    tpe           TPE, no pruner
+    tpe+median    TPE + median pruner (3 startup trials, no warm-up): tuner's search before this
+    tpe+hyperband TPE + Hyperband (min resource 1 epoch)
+    tuner         tuner's search now: TPE drawn around the reference at first (--prior
+                  reference), median pruning that waits out warm-up and learning-rate drops
+    tuner-noprior the same with --prior none
+
+``--bad-reference``: the reference's learning rate divided by 1000 (for every searcher), to
+show what a poor prior costs. Peers from other libraries (``--searchers ... ray-asha
+neps-priorband``: Ray Tune ASHA, NePS PriorBand) come from benchmarks/search_peers.py and need
+``pip install -e '.[bench]'``.
+
+    python benchmarks/search.py                                         # 3 pairs x 5 seeds
+    python benchmarks/search.py --pairs mlp-mnist --seeds 1 --budget 24 --epochs 4   # the quick form
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import torch
+from _common import DEFAULT_DATA
+
+from tuner.contract import Architecture
+from tuner.data.loading import default_data_dir
+from tuner.data.prepared import PreparedData, load_data
+from tuner.data.split import DEFAULT_VAL_FRACTION, validation_cap
+from tuner.plugins.pair import Pair, load_pair
+from tuner.storage import records
+from tuner.study.prior import PriorSampler
+from tuner.study.pruning import SchedulePruner, auto_warmup
+from tuner.study.stopping import standard_error
+from tuner.training.loop import start_training, trial_seed
+from tuner.training.space import build_space, fixed_params_for, hyperparameters
+from tuner.training.trial import Objective, enqueue_reference
+
+PAIRS = ("mlp-mnist", "lenet-mnist", "sigmoid-mlp-mnist")
+PEERS = ("ray-asha", "neps-priorband")  # benchmarks/search_peers.py, when installed (tuner[bench])
+
+
+@dataclasses.dataclass
+class Setup:
+    """One pair's data and space, shared by every searcher of one seed."""
+
+    pair: Pair
+    arch: Architecture
+    data: PreparedData
+    epochs: int
+    seed: int
+
+
+def _sampler(setup: Setup, prior: bool) -> optuna.samplers.BaseSampler:
+    tpe = optuna.samplers.TPESampler(seed=setup.seed)
+    if not prior:
+        return tpe
+    space = build_space(setup.arch)
+    return PriorSampler(tpe, fixed_params_for(setup.arch.reference, space), setup.seed, len(setup.data.val_y))
+
+
+def _pruner(kind: str, epochs: int) -> optuna.pruners.BasePruner:
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3)
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    if kind == "schedule":
+        return SchedulePruner(optuna.pruners.MedianPruner(n_startup_trials=3), auto_warmup(epochs))
+    return optuna.pruners.NopPruner()
+
+
+SEARCHERS: dict[str, Callable[[Setup], tuple[optuna.samplers.BaseSampler, optuna.pruners.BasePruner]]] = {
+    "tpe": lambda s: (_sampler(s, False), _pruner("none", s.epochs)),
+    "tpe+median": lambda s: (_sampler(s, False), _pruner("median", s.epochs)),
+    "tpe+hyperband": lambda s: (_sampler(s, False), _pruner("hyperband", s.epochs)),
+    "tuner": lambda s: (_sampler(s, True), _pruner("schedule", s.epochs)),
+    "tuner-noprior": lambda s: (_sampler(s, False), _pruner("schedule", s.epochs)),
+}
+
+
+@dataclasses.dataclass
+class Result:
+    searcher: str
+    ends: list[tuple[int, float]]  # (epochs trained so far, score) as each trial ended
+    best: float
+    trials: int
+    pruned: list[optuna.trial.FrozenTrial]  # for the side runs of pruning regret (Optuna searchers)
+    stopped_early: int  # trials that ended before their last epoch (pruned, or stopped by a peer)
+    epochs: int  # trained in all
+    full_epochs: int  # had every trial trained to the end
+    seconds: float
+    prior_trials: int
+    best_completed: float
+    val_examples: int
+    regret: int | None = None  # pruned trials that would have beaten the study's best
+
+    def epochs_to(self, target: float) -> int | None:
+        return next((e for e, score in self.ends if score >= target), None)
+
+
+def run_searcher(name: str, setup: Setup, budget: int) -> Result:
+    """One study of ``name`` until ``budget`` epochs are trained; trials ending after it do not count."""
+    sampler, pruner = SEARCHERS[name](setup)
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    space = build_space(setup.arch)
+    enqueue_reference(study, setup.arch.reference, space)
+    objective = Objective(arch=setup.arch, data=setup.data, space=space, epochs=setup.epochs, seed=setup.seed)
+    trained, ends, started = 0, [], time.perf_counter()
+    while trained < budget:
+        study.optimize(objective, n_trials=1, catch=(Exception,))
+        trial = study.trials[-1]
+        history = trial.user_attrs.get(records.HISTORY, [])
+        trained += len(history)
+        if history and trained <= budget:
+            ends.append((trained, history[-1]["val_accuracy"]))
+    counted = study.trials[: len(ends)]
+    done = [t for t in counted if t.state.name in ("COMPLETE", "PRUNED")]
+    return Result(
+        searcher=name, ends=ends, best=max((s for _, s in ends), default=0.0), trials=len(ends),
+        pruned=[t for t in done if t.state.name == "PRUNED"],
+        stopped_early=sum(t.state.name == "PRUNED" for t in done), epochs=sum(len(t.user_attrs[records.HISTORY])
+                                                                         for t in done),
+        full_epochs=setup.epochs * len(done), seconds=time.perf_counter() - started,
+        prior_trials=sum(records.DRAWN in t.user_attrs for t in counted),
+        best_completed=max((t.value for t in done if t.state.name == "COMPLETE"), default=0.0),
+        val_examples=len(setup.data.val_y),
+    )
+
+
+def run_peer(name: str, setup: Setup, budget: int) -> Result:
+    """A peer library's search (benchmarks/search_peers.py) on the same training."""
+    import search_peers
+
+    started = time.perf_counter()
+    run = {"ray-asha": search_peers.run_ray_asha, "neps-priorband": search_peers.run_neps_priorband}[name]
+    ends = run(setup, budget)
+    trained = [e - (ends[i - 1][0] if i else 0) for i, (e, _) in enumerate(ends)]
+    return Result(
+        searcher=name, ends=ends, best=max((s for _, s in ends), default=0.0), trials=len(ends), pruned=[],
+        stopped_early=sum(t < setup.epochs for t in trained), epochs=sum(trained),
+        full_epochs=setup.epochs * len(ends), seconds=time.perf_counter() - started, prior_trials=0,
+        best_completed=max((s for (_, s), t in zip(ends, trained, strict=True) if t == setup.epochs), default=0.0),
+        val_examples=len(setup.data.val_y),
+    )
+
+
+def pruning_regret(setup: Setup, result: Result) -> int:
+    """Pruned trials trained on to the end (same settings and seed) that beat the study's best completed."""
+    if not result.pruned:
+        return 0
+    beaten = 0
+    for t in result.pruned:
+        hp = hyperparameters(t.user_attrs[records.HPARAMS])
+        trainer = start_training(setup.arch, setup.data, hp, trial_seed(setup.seed, t.number))
+        for _ in range(setup.epochs):
+            last = trainer.epoch()
+        beaten += last.val_accuracy > result.best_completed
+    return beaten
+
+
+def setup_for(plugin: str, seed: int, args: argparse.Namespace) -> Setup:
+    pair = load_pair(plugin)
+    arch = pair.arch
+    if args.bad_reference:
+        arch = dataclasses.replace(arch, reference=dataclasses.replace(arch.reference, lr=arch.reference.lr / 1000))
+    settings = {"seed": seed, "val_fraction": DEFAULT_VAL_FRACTION, "max_train": args.max_train,
+                "max_val": validation_cap(args.max_train, DEFAULT_VAL_FRACTION)}
+    data = load_data(pair, default_data_dir(str(args.data_dir)), torch.device("cpu"), settings)
+    return Setup(pair, arch, data, args.epochs, seed)
+
+
+def _median(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    if len(known) < len(values) / 2:
+        return "not reached"
+    worst = math.inf
+    ordered = sorted([v if v is not None else worst for v in values])
+    return f"{statistics.median(ordered):.0f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", nargs="+", default=list(PAIRS))
+    parser.add_argument("--searchers", nargs="+", default=list(SEARCHERS), choices=[*SEARCHERS, *PEERS])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=6, help="epochs per trial")
+    parser.add_argument("--budget", type=int, default=96, help="epochs per study (16 full trials at 6)")
+    parser.add_argument("--max-train", type=int, default=3000)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--bad-reference", action="store_true", help="the reference's lr / 1000")
+    parser.add_argument("--no-regret", action="store_true", help="skip the side runs of pruned trials")
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    print(f"search benchmark: {args.seeds} seeds, {args.epochs} epochs a trial, budget {args.budget} epochs, "
+          f"{args.max_train} training images of real MNIST, CPU{', reference lr / 1000' if args.bad_reference else ''}")
+    failed = False
+    for plugin in args.pairs:
+        rows: dict[str, list[tuple[Result, float]]] = {name: [] for name in args.searchers}
+        for seed in range(args.seeds):
+            setup = setup_for(plugin, seed, args)
+            results = {name: (run_peer if name in PEERS else run_searcher)(name, setup, args.budget)
+                       for name in args.searchers}
+            reference = next(iter(results.values())).ends[0][1]
+            target = min(reference + standard_error(reference, len(setup.data.val_y)), 1.0)
+            for name, r in results.items():
+                if not args.no_regret and r.pruned:
+                    r.regret = pruning_regret(setup, r)
+                rows[name].append((r, target))
+            print(f"  {plugin} seed {seed}: reference {100 * reference:.2f}%, target {100 * target:.2f}% "
+                  f"({len(setup.data.val_y)} validation images)", flush=True)
+        failed |= _table(plugin, rows, args)
+    return 1 if failed else 0
+
+
+def _table(plugin: str, rows: dict[str, list[tuple[Result, float]]], args: argparse.Namespace) -> bool:
+    print(f"\n{plugin}: median over {args.seeds} seeds (spread: lowest..highest)")
+    print(f"{'searcher':<15}{'epochs to target':>18}{'spread':>12}{'best after budget':>19}{'SE':>7}"
+          f"{'trials':>7}{'prior':>6}{'pruned':>7}{'regret':>7}{'epochs saved':>13}{'s':>7}")
+    medians: dict[str, float] = {}
+    for name, per_seed in rows.items():
+        to = [r.epochs_to(target) for r, target in per_seed]
+        reached = [v for v in to if v is not None]
+        best = [r.best for r, _ in per_seed]
+        med_best = statistics.median(best)
+        pruned = sum(r.stopped_early for r, _ in per_seed)
+        measured = [r for r, _ in per_seed if r.regret is not None]
+        regret = "—" if not measured else \
+            f"{sum(r.regret for r in measured)}/{sum(len(r.pruned) for r in measured)}"
+        saved = 1 - sum(r.epochs for r, _ in per_seed) / max(1, sum(r.full_epochs for r, _ in per_seed))
+        spread = f"{min(reached)}..{max(reached)}" if reached else "—"
+        misses = len(to) - len(reached)
+        se = statistics.median(standard_error(r.best, r.val_examples) for r, _ in per_seed)
+        medians[name] = statistics.median([v if v is not None else math.inf for v in to])
+        print(f"{name:<15}{_median(to):>18}{spread + ('+' + str(misses) + ' miss' if misses else ''):>12}"
+              f"{100 * med_best:>18.2f}%{100 * se:>6.2f}{statistics.median(r.trials for r, _ in per_seed):>7.0f}"
+              f"{statistics.median(r.prior_trials for r, _ in per_seed):>6.0f}{pruned:>7}{regret:>7}"
+              f"{100 * saved:>12.0f}%{statistics.median(r.seconds for r, _ in per_seed):>7.1f}")
+    if "tuner" in medians and "tpe+median" in medians and math.isfinite(medians["tpe+median"]):
+        print(f"tuner / tpe+median, median epochs to target: {medians['tuner'] / medians['tpe+median']:.2f}x "
+              "(goal: at most 0.5x)")
+    if "tuner" in medians and "tuner-noprior" in medians and math.isfinite(medians["tuner-noprior"]):
+        print(f"tuner / tuner-noprior, median epochs to target: {medians['tuner'] / medians['tuner-noprior']:.2f}x")
+    return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())
