@@ -452,6 +452,7 @@ def test_trials_auto_stops_when_more_trials_stop_showing_a_better_model(tmp_path
     assert "drawn around the reference" in shown and "--trials auto: the best rose" in shown
 
 
+@pytest.mark.reliability
 def test_trials_takes_a_number_or_auto(tmp_path):
     proc = run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "many", cwd=tmp_path)
     assert proc.returncode == 2 and "'many' is not a whole number or auto" in proc.stderr

@@ -168,5 +168,6 @@ def claims(summary: dict[str, Any]) -> list[str]:
 def trials_json(study: optuna.Study, views: list[TrialView]) -> dict[str, Any]:
     """What ``tuner trials --json`` prints."""
     rows = [{"number": v.number, "state": v.state, "value": v.value, "params": acting(v.hparams), "epochs": v.history,
-             "duration_s": v.duration_s, "reason": v.reason, "reference": v.reference} for v in views]
+             "duration_s": v.duration_s, "reason": v.reason, "reference": v.reference, "drawn": v.drawn}
+            for v in views]
     return {"study": study.study_name, "counts": records.state_counts(study), "trials": rows}

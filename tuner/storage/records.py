@@ -71,6 +71,7 @@ class TrialView:
     reference: bool
     started: datetime.datetime | None = None
     completed: datetime.datetime | None = None
+    drawn: str | None = None  # DRAWN: "prior", "best", or None (the sampler, or queued)
 
     @property
     def epochs_run(self) -> int:
@@ -93,6 +94,7 @@ def view(trial: FrozenTrial) -> TrialView:
         reference=bool(attrs.get(REFERENCE)),
         started=trial.datetime_start,
         completed=trial.datetime_complete,
+        drawn=attrs.get(DRAWN),
     )
 
 
