@@ -35,6 +35,7 @@ RETRY_OF = "retry_of"  # the number of the interrupted or killed trial this one 
 DRAWN = "drawn"
 PRIOR = "prior"
 AROUND_BEST = "best"
+SPLIT = "split"  # K: out of memory, its steps ran as K micro-batches adding up to its batch size
 ZERO_SWITCH = "_is_zero"  # param-name suffix: "0 or a log range" is sampled as this switch + the range
 INTERRUPTED = "interrupted"  # FAIL_REASON of a trial stopped by Ctrl-C, SIGTERM or SIGHUP
 # FAIL_REASON of a trial stopped at an epoch's end because its next epoch would end after --timeout

@@ -7,11 +7,13 @@ loss is summed on the device and read once per epoch. Evaluation runs in large b
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +21,7 @@ from torch import nn
 
 from tuner.contract import Architecture, Hyperparameters
 from tuner.data.prepared import PreparedData
+from tuner.errors import TrialFailed
 from tuner.runtime import interrupt
 
 # torch.compile keys its graphs on shapes, and a study changes them: batch sizes, the last
@@ -35,6 +38,10 @@ PROGRESS_S = 0.5
 # backward pass (seconds long); a small one's pass is short, and a hook call per tensor per step
 # would be a cost it notices.
 HOOKED_PARAMETERS = 1_000_000
+
+
+class DoesNotFit(TrialFailed):
+    """Not even one image fits in the device's memory: no split can save the trial."""
 
 
 def tune_compiler_for_studies() -> None:
@@ -83,16 +90,48 @@ def autocast(device: torch.device, enabled: bool) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-@torch.inference_mode()
+def memory_of(device: torch.device) -> str:
+    """``"80 GiB"`` of a CUDA device, else ``"memory"``: what a model that does not fit names."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB"
+    return "memory"
+
+
+def released(device: torch.device) -> None:
+    """After an out-of-memory error, once its traceback is gone: the cached blocks back to the device."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _in_halves(bs: int, run: Callable[[int], Any], device: torch.device) -> Any:
+    """``run(bs)``, again at half the batch size after each out-of-memory error (evaluation)."""
+    while True:
+        try:
+            return run(bs)
+        except torch.OutOfMemoryError:
+            pass  # leaving the handler drops the traceback, and the activations its frames held
+        released(device)
+        if bs == 1:
+            raise DoesNotFit(f"one image does not fit in {memory_of(device)} for evaluation")
+        bs = max(1, bs // 2)
+
+
 def evaluate(
     model: nn.Module, data: PreparedData, x: torch.Tensor, y: torch.Tensor, *, amp: bool = False
 ) -> tuple[float, float]:
-    """Mean loss and accuracy (a fraction) of ``model`` on ``x, y``; one host sync at the end."""
+    """Mean loss and accuracy (a fraction) of ``model`` on ``x, y``; one host sync at the end.
+    Out of memory, it starts again at half the batch size."""
+    return _in_halves(eval_batch_size(data), lambda bs: _evaluate(model, data, x, y, bs, amp), x.device)
+
+
+@torch.inference_mode()
+def _evaluate(model: nn.Module, data: PreparedData, x: torch.Tensor, y: torch.Tensor, bs: int,
+              amp: bool) -> tuple[float, float]:
     model.eval()
     device = x.device
     loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.int64)
-    bs = eval_batch_size(data)
     with interrupt.interruptible():
         for start in range(0, len(y), bs):
             interrupt.check()
@@ -104,14 +143,18 @@ def evaluate(
         return loss.item() / len(y), correct.item() / len(y)
 
 
-@torch.inference_mode()
 def correct_examples(
     model: nn.Module, data: PreparedData, x: torch.Tensor, y: torch.Tensor, *, amp: bool = False
 ) -> torch.Tensor:
     """Which examples of ``x, y`` the model gets right: a bool tensor on the CPU, shape (N,).
     Two models' masks on one set give a paired comparison (``tuner.after.summary.difference``)."""
+    return _in_halves(eval_batch_size(data), lambda bs: _correct(model, data, x, y, bs, amp), x.device)
+
+
+@torch.inference_mode()
+def _correct(model: nn.Module, data: PreparedData, x: torch.Tensor, y: torch.Tensor, bs: int,
+             amp: bool) -> torch.Tensor:
     model.eval()
-    bs = eval_batch_size(data)
     parts = []
     for start in range(0, len(y), bs):
         with autocast(x.device, amp):
@@ -159,6 +202,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, hp)
         self.scheduler = make_scheduler(self.optimizer, hp)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.micro_batches = 1  # parts a step is split into after running out of memory (step)
         self.on_batch: Callable[[int, int], None] | None = None
         if self.device.type == "cpu" and sum(p.numel() for p in self.model.parameters()) >= HOOKED_PARAMETERS:
             # On the CPU, backward runs in this (the main) thread inside one C++ call, for all its
@@ -199,7 +243,27 @@ class Trainer:
         return total / n
 
     def step(self, idx: torch.Tensor) -> torch.Tensor:
-        """One optimizer step on the training examples ``idx``; their mean loss, detached, on the device."""
+        """One optimizer step on the training examples ``idx``; their mean loss, detached, on the device.
+
+        Out of memory, the step is taken again as twice as many micro-batches whose gradients add
+        up to the whole batch's (:attr:`micro_batches`, kept for the rest of the trial): the
+        effective batch size, and so the result, stays what the trial asked for (BatchNorm aside:
+        its statistics are of the micro-batch). :class:`DoesNotFit` when one image does not."""
+        while True:
+            try:
+                if self.micro_batches == 1:
+                    return self._step(idx)
+                return self._accumulated_step(idx)
+            except torch.OutOfMemoryError:
+                pass  # leaving the handler drops the traceback, and the activations its frames held
+            self.optimizer.zero_grad(set_to_none=True)
+            released(self.device)
+            if self.micro_batches >= len(idx):
+                raise DoesNotFit(f"one image does not fit in {memory_of(self.device)} "
+                                 f"(batch_size={self.hp.batch_size})")
+            self.micro_batches = min(2 * self.micro_batches, len(idx))
+
+    def _step(self, idx: torch.Tensor) -> torch.Tensor:
         x, y = self.data.fit(self.data.train_x[idx]), self.data.train_y[idx]
         with autocast(self.device, self.amp):
             loss = F.cross_entropy(self.model(x), y)
@@ -207,6 +271,20 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         return loss.detach()
+
+    def _accumulated_step(self, idx: torch.Tensor) -> torch.Tensor:
+        """The step of :meth:`_step` in :attr:`micro_batches` parts: each part's mean loss weighted
+        by its share of the batch, so the gradients sum to the whole batch's."""
+        self.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=self.device)
+        for part in idx.tensor_split(self.micro_batches):
+            x, y = self.data.fit(self.data.train_x[part]), self.data.train_y[part]
+            with autocast(self.device, self.amp):
+                loss = F.cross_entropy(self.model(x), y)
+            (loss * (len(part) / len(idx))).backward()
+            total += loss.detach() * len(part)
+        self.optimizer.step()
+        return total / len(idx)
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         return evaluate(self.model, self.data, x, y, amp=self.amp)

@@ -23,7 +23,7 @@ from tuner.runtime.liveness import identity
 from tuner.storage import records
 from tuner.storage.records import rank
 from tuner.training import checkpoint
-from tuner.training.loop import EpochResult, Trainer, start_training, trial_seed
+from tuner.training.loop import DoesNotFit, EpochResult, Trainer, start_training, trial_seed
 from tuner.training.space import acting, fixed_params_for, hyperparameters, sample, sample_reference
 
 if TYPE_CHECKING:
@@ -142,6 +142,9 @@ class Objective:
             reason = f"{detail} (batch_size={hp.batch_size})"
             trial.set_user_attr(records.FAIL_REASON, reason)
             raise TrialFailed(reason) from e
+        except DoesNotFit as e:
+            trial.set_user_attr(records.FAIL_REASON, str(e))
+            raise
         except KeyboardInterrupt:
             trial.set_user_attr(records.FAIL_REASON, records.INTERRUPTED)
             raise
@@ -182,7 +185,7 @@ class Objective:
             checkpoint.remove(trial.study, number, self.artifacts)
 
     def _train(self, trial: optuna.Trial, trainer: Trainer, history: list[dict[str, float]]) -> float:
-        saved, every = time.perf_counter(), self.checkpoint_every
+        saved, every, split = time.perf_counter(), self.checkpoint_every, 1
         for epoch in range(len(history), self.epochs):
             if history and self.deadline is not None and time.time() + history[-1]["seconds"] > self.deadline:
                 self._stop_at_deadline(trial, trainer, epoch)
@@ -203,6 +206,9 @@ class Objective:
                 "seconds": round(time.perf_counter() - started, 4),
             })
             trial.set_user_attr(records.HISTORY, history)
+            if trainer.micro_batches > split:  # ran out of memory: its steps are split from now on
+                split = trainer.micro_batches
+                trial.set_user_attr(records.SPLIT, split)
             trial.report(result.val_accuracy, epoch)
             self.listener.epoch_done(trial.number, epoch + 1, self.epochs, result)
             due = every is not None and time.perf_counter() - saved >= every
