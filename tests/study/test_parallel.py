@@ -193,3 +193,27 @@ def test_a_worker_killed_outright_fails_its_trial_at_once_and_the_others_finish(
     assert len(trials) == 4 and states.count("FAIL") == 1 and "RUNNING" not in states, states
     killed = next(t for t in trials if t.state.name == "FAIL")
     assert killed.user_attrs["process"]["pid"] == victim and "fail_reason" not in killed.user_attrs
+
+
+def test_jobs_spread_over_every_gpu_or_the_ones_named(monkeypatch):
+    """The device layer faked as a machine with 4 GPUs: --device cuda gives each worker the next
+    GPU, a list gives them in turn, a GPU that is not there is one line (issue 21)."""
+    from tuner.errors import UsageError
+    from tuner.study.options import OptimizeOptions
+    from tuner.study.parallel import worker_options
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+
+    def devices(spec: str, jobs: int) -> list[str]:
+        chosen = worker_options(OptimizeOptions(plugin="mlp-digits", device=spec, jobs=jobs), jobs, 10)
+        assert all(o.trials == 10 for o in chosen)
+        return [o.device for o in chosen]
+
+    assert devices("cuda", 4) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    assert devices("auto", 6) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
+    assert devices("cuda:0,cuda:2", 4) == ["cuda:0", "cuda:2", "cuda:0", "cuda:2"]
+    assert devices("cuda:3", 2) == ["cuda:3", "cuda:3"]
+    assert devices("cpu", 2) == ["cpu", "cpu"]
+    with pytest.raises(UsageError, match="only 4 GPU"):
+        devices("cuda:0,cuda:7", 2)

@@ -168,6 +168,7 @@ def claims(summary: dict[str, Any]) -> list[str]:
 def trials_json(study: optuna.Study, views: list[TrialView]) -> dict[str, Any]:
     """What ``tuner trials --json`` prints."""
     rows = [{"number": v.number, "state": v.state, "value": v.value, "params": acting(v.hparams), "epochs": v.history,
-             "duration_s": v.duration_s, "reason": v.reason, "reference": v.reference, "drawn": v.drawn}
+             "duration_s": v.duration_s, "reason": v.reason, "reference": v.reference, "drawn": v.drawn,
+             "device": v.device}
             for v in views]
     return {"study": study.study_name, "counts": records.state_counts(study), "trials": rows}

@@ -73,6 +73,7 @@ class TrialView:
     started: datetime.datetime | None = None
     completed: datetime.datetime | None = None
     drawn: str | None = None  # DRAWN: "prior", "best", or None (the sampler, or queued)
+    device: str | None = None  # where it trained (its recipe's), e.g. "cuda:1" for a --jobs worker
 
     @property
     def epochs_run(self) -> int:
@@ -96,6 +97,7 @@ def view(trial: FrozenTrial) -> TrialView:
         started=trial.datetime_start,
         completed=trial.datetime_complete,
         drawn=attrs.get(DRAWN),
+        device=(attrs.get(RECIPE) or {}).get("device"),
     )
 
 

@@ -66,7 +66,8 @@ class OptimizeOptions:
                                 type=int)
     seed: int | None = option(None, f"Seed of sampler, split and weights (default {DEFAULT_SEED}; a study keeps "
                               "its own).", type=int)
-    device: str = option("auto", "auto, cpu, cuda or cuda:N.", show_default=True)
+    device: str = option("auto", "auto, cpu, cuda or cuda:N; with --jobs, cuda spreads the workers over every "
+                         "visible GPU, and cuda:0,cuda:2 over those.", show_default=True)
     data_dir: str | None = option(None, DATA_DIR_HELP)
     max_train: int | None = option(None, "Cap on training examples, for quick runs; the validation part is cut "
                                    "to the same proportion (N/9 at the default 10%). A study keeps it.", type=int)

@@ -40,6 +40,7 @@ from tuner.runtime.collector import LongLivedHeap
 from tuner.runtime.logs import quiet_libraries
 from tuner.storage.opening import written
 from tuner.storage.stale import fail_dead_trials
+from tuner.training.device import worker_devices
 from tuner.training.loop import EpochResult
 from tuner.training.trial import Listener
 
@@ -177,6 +178,12 @@ class _Watch:
                 os.kill(w.pid, signal.SIGTERM)
 
 
+def worker_options(options: Any, jobs: int, trials: int | None) -> list[Any]:
+    """Each worker's options: the shared budget, and its own device in turn over ``--device``'s
+    (:func:`tuner.training.device.worker_devices`: every GPU of the machine for ``cuda``)."""
+    return [replace(options, trials=trials, device=device) for device in worker_devices(options.device, jobs)]
+
+
 def run_parallel(
     options: Any, study: optuna.Study, jobs: int, trials: int | None, timeout: float | None,
     prepare: Callable[..., Any], listener: Listener | None = None,
@@ -201,10 +208,9 @@ def run_parallel(
     threads = None
     if device_type == "cpu":  # share the cores instead of oversubscribing them
         threads = max(1, (os.cpu_count() or 1) // jobs)
-    worker_options = replace(options, trials=trials)
     workers = [ctx.Process(target=_worker, name=f"tuner-worker-{i}", daemon=True,
-                           args=(i, prepare, worker_options, trials, deadline, threads, tickets, events, os.getpid()))
-               for i in range(jobs)]
+                           args=(i, prepare, chosen, trials, deadline, threads, tickets, events, os.getpid()))
+               for i, chosen in enumerate(worker_options(options, jobs, trials))]
     # A worker takes seconds to import torch before _worker can ignore SIGINT itself; started
     # with SIGINT ignored, it ignores the terminal's Ctrl-C from its first instruction (an
     # ignored signal stays ignored across exec). Ctrl-C in these few milliseconds is lost.

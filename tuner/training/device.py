@@ -1,4 +1,5 @@
-"""Which device trials run on: ``--device auto|cpu|cuda|cuda:N`` checked against this machine."""
+"""Which device trials run on: ``--device auto|cpu|cuda|cuda:N|cuda:0,cuda:2`` checked against
+this machine, and which device each ``--jobs`` worker takes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from tuner.errors import UsageError
 
 
 def resolve_device(spec: str) -> torch.device:
-    """``auto`` (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
+    """``auto`` (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N``; of a list
+    (``cuda:0,cuda:2``, each checked), the first."""
+    if "," in spec:
+        first, *_ = [resolve_device(part.strip()) for part in spec.split(",")]  # each checked
+        return first
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -25,3 +30,18 @@ def resolve_device(spec: str) -> torch.device:
                 f"--device {spec}: only {torch.cuda.device_count()} GPU(s) here (cuda:0..)"
             )
     return device
+
+
+def worker_devices(spec: str, jobs: int) -> list[str]:
+    """The device of each of ``jobs`` workers, in turn over the devices ``spec`` names: every
+    visible GPU for ``auto`` and ``cuda`` (``cuda:0``, ``cuda:1``, ...), the listed ones for
+    ``cuda:0,cuda:2``; ``cpu`` and ``cuda:N`` put every worker on that one."""
+    if "," in spec:
+        devices = [str(resolve_device(part.strip())) for part in spec.split(",")]
+    else:
+        device = resolve_device(spec)
+        if device.type == "cuda" and device.index is None:
+            devices = [f"cuda:{k}" for k in range(torch.cuda.device_count())]
+        else:
+            devices = [str(device)]
+    return [devices[i % len(devices)] for i in range(jobs)]
