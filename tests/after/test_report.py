@@ -53,6 +53,9 @@ def test_the_report_draws_every_plot_in_a_real_browser_offline(study_dir, tmp_pa
     assert not re.search(r"<script[^>]+src=", text), "the report must embed its scripts"
     assert [re.sub("<[^>]+>", "", t) for t in re.findall(r"<h2>(.*?)</h2>", text)] == \
         PLOTS
+    # what the search did, as `tuner best` says it
+    assert re.search(r"<th>search</th><td>\d+ trials? drawn around the reference, \d+ around the best so far; "
+                     r"the best is [^<]+; pruning spared \d+ of \d+ epochs \(regret: not measured\)</td>", text)
 
     dom = browse(html, "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.after import importance
 from tuner.after.files import made_by_tuner, refuse_study_files, study_files, write_atomic
-from tuner.after.summary import best_summary, pct
+from tuner.after.summary import best_summary, pct, search_line
 from tuner.errors import UsageError
 from tuner.storage import records
 from tuner.storage.records import ZERO_SWITCH, reference_trial, state_counts
@@ -245,6 +245,7 @@ def _header(study: optuna.Study, summary: dict[str, Any], counts: dict[str, int]
         ("best", f"trial {summary['trial']}: validation {pct(summary['value'])}, test {pct(summary['test_accuracy'])}"),
         ("reference", f"trial {summary['reference_trial']}: validation {pct(summary['reference_value'])}, "
                       f"test {pct(summary['reference_test_accuracy'])}{sure}"),
+        ("search", search_line(summary["search"]).removeprefix("search: ")),
     ]
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     return f"<table>{table}</table>" + (f"<ul class='hints'>{hints}</ul>" if hints else "")

@@ -119,6 +119,23 @@ def search_record(study: optuna.Study, epochs: int | None) -> dict[str, Any]:
     }
 
 
+def search_line(search: dict[str, Any]) -> str:
+    """``search: 3 trials drawn around the reference, 2 around the best so far; ...``: what
+    :func:`search_record` holds, as ``optimize``, ``best`` and the report say it."""
+    drawn = {"reference": "the reference", "prior": "a trial drawn around the reference",
+             "best": "a trial drawn around the best so far", "sampler": "a trial the sampler drew"}
+    n, local = search["prior_trials"], search["around_best_trials"]
+    line = (f"search: {n} trial{'' if n == 1 else 's'} drawn around the reference, {local} around the best so "
+            f"far; the best is {drawn.get(search['best_drawn'], search['best_drawn'])}")
+    if search["epochs_saved_by_pruning"] is not None and search["pruned"]:
+        total = search["epochs_trained"] + search["epochs_saved_by_pruning"]
+        line += (f"; pruning spared {search['epochs_saved_by_pruning']} of {total} epochs "
+                 f"(regret: {search['pruning_regret']})")
+    if search["stopped"]:
+        line += f"; {search['stopped']}"
+    return line
+
+
 def trained_params(trial: TrialView) -> dict[str, Any]:
     """The hyperparameters that acted in the trial, and ``epochs``: how many it trained."""
     return {**acting(trial.hparams), "epochs": trial.epochs_run}

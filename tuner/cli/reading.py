@@ -19,8 +19,8 @@ def open_target(db: str, study: str | None) -> Any:
 
 def print_summary(study: Any, location: Any, top: int = 10) -> None:
     """The top trials, the counts and the best-vs-reference panel: what ``tuner optimize`` ends with."""
-    from tuner.after.summary import best_summary
-    from tuner.cli.views import comparison_panel, counts_line, extra_keys, search_line, trials_table
+    from tuner.after.summary import best_summary, search_line
+    from tuner.cli.views import comparison_panel, counts_line, extra_keys, trials_table
     from tuner.errors import StudyError
     from tuner.storage.records import provenance, select_trials, state_counts
 
@@ -54,7 +54,7 @@ def print_weights_problem(summary: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def best(db: str, study: str | None, as_json: bool) -> None:
     """What won: value, hyperparameters, per-epoch curve, test accuracy, weights, reference."""
-    from tuner.after.summary import best_summary
+    from tuner.after.summary import best_summary, search_line
     from tuner.cli.views import (
         comparison_panel,
         counts_line,
@@ -62,7 +62,6 @@ def best(db: str, study: str | None, as_json: bool) -> None:
         importance_bars,
         params_table,
         runs_line,
-        search_line,
     )
 
     opened, location = open_target(db, study)

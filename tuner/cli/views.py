@@ -153,22 +153,6 @@ def runs_line(runs: list[dict[str, Any]]) -> str:
     return line
 
 
-def search_line(search: dict[str, Any]) -> str:
-    """``search: 6 trials drawn around the reference; pruning spared 58 of 200 epochs (...)``."""
-    drawn = {"reference": "the reference", "prior": "a trial drawn around the reference",
-             "best": "a trial drawn around the best so far", "sampler": "a trial the sampler drew"}
-    n, local = search["prior_trials"], search["around_best_trials"]
-    line = (f"search: {n} trial{'' if n == 1 else 's'} drawn around the reference, {local} around the best so "
-            f"far; the best is {drawn.get(search['best_drawn'], search['best_drawn'])}")
-    if search["epochs_saved_by_pruning"] is not None and search["pruned"]:
-        total = search["epochs_trained"] + search["epochs_saved_by_pruning"]
-        line += (f"; pruning spared {search['epochs_saved_by_pruning']} of {total} epochs "
-                 f"(regret: {search['pruning_regret']})")
-    if search["stopped"]:
-        line += f"; {search['stopped']}"
-    return line
-
-
 def counts_line(counts: dict[str, int]) -> str:
     """``8 complete · 3 pruned · 0 failed``, and ``· 1 running`` while any is."""
     line = (f"{counts.get('COMPLETE', 0)} complete · {counts.get('PRUNED', 0)} pruned · "
