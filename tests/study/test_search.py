@@ -119,6 +119,11 @@ def test_a_lowered_learning_rate_is_given_time_to_act():
     assert lowered_lately(_history([0.1, 0.01, 0.01]), 2)  # second
     assert not lowered_lately(_history([0.1, 0.01, 0.01, 0.01]), 2)  # settled
     assert not lowered_lately(_history([0.1, 0.1, 0.1]), 2)
+    # lowered at every epoch (plateau, patience 0, a trial that does not learn): waited out once
+    assert lowered_lately(_history([0.1], lr_next=0.05), 2)
+    assert not lowered_lately(_history([0.1, 0.05, 0.025, 0.0125], lr_next=0.00625), 2)
+    # StepLR every 3 epochs: each drop is waited out
+    assert lowered_lately(_history([0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025]), 2)
     assert auto_warmup(10) == 2 and auto_warmup(3) == 0 and auto_warmup(40) == 10
 
 

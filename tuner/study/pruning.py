@@ -5,8 +5,9 @@ ReduceLROnPlateau lowers a trial's learning rate when its validation loss stalls
 its accuracy looks worst next to the others; one or two epochs later it often jumps. A median
 pruner asked at that moment stops the trial just before the jump. :class:`SchedulePruner` wraps
 any Optuna pruner and answers "go on" in the first ``warmup`` epochs, in the epoch whose end
-lowered the rate, and in the ``settle`` epochs trained at the lowered rate; otherwise the wrapped
-pruner decides.
+lowered the rate, and in the ``settle`` epochs trained at the lowered rate, for each drop that
+follows ``settle`` steady epochs (a rate lowered at every epoch is waited out once); otherwise the
+wrapped pruner decides.
 """
 
 from __future__ import annotations
@@ -27,14 +28,15 @@ def auto_warmup(epochs: int) -> int:
 
 def lowered_lately(history: list[dict[str, float]], settle: int) -> bool:
     """Whether the learning rate was lowered at the end of the last epoch in ``history``
-    (``lr_next``) or for one of its last ``settle`` epochs."""
+    (``lr_next``) or for one of its last ``settle`` epochs, by a fresh drop: one that came after
+    ``settle`` epochs at a steady rate. A rate lowered at every epoch (ReduceLROnPlateau with
+    patience 0 on a trial that is not learning) is waited out once, not for ever."""
     if not history:
         return False
-    last = history[-1]
-    if "lr_next" in last and last["lr_next"] < last["lr"]:
-        return True
-    rates = [row["lr"] for row in history]
-    return any(rates[i] < rates[i - 1] for i in range(max(1, len(rates) - settle), len(rates)))
+    rates = [row["lr"] for row in history] + [history[-1].get("lr_next", history[-1]["lr"])]
+    drops = [i for i in range(1, len(rates)) if rates[i] < rates[i - 1]]
+    now = len(history)  # the index in rates of the epoch that would train next
+    return any(now - settle <= i and not any(i - settle <= j < i for j in drops) for i in drops)
 
 
 class SchedulePruner(optuna.pruners.BasePruner):
