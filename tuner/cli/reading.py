@@ -35,7 +35,7 @@ def print_summary(study: Any, location: Any, top: int = 10) -> None:
         out.print(str(e))
         return
     out.print(counts_line(summary["counts"]))
-    out.print(search_line(summary["search"]), soft_wrap=True)
+    out.print(search_line(summary["search"]))
     out.print(comparison_panel(summary, location.shown))
     print_weights_problem(summary)
 
@@ -77,7 +77,7 @@ def best(db: str, study: str | None, as_json: bool) -> None:
     for line in epochs_table(summary["epochs"]):
         out.print(line)
     out.print(counts_line(summary["counts"]))
-    out.print(search_line(summary["search"]), soft_wrap=True)
+    out.print(search_line(summary["search"]))
     if len(summary["runs"]) > 1:
         out.print(runs_line(summary["runs"]))
     out.print(comparison_panel(summary, location.shown))
