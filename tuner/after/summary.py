@@ -92,28 +92,27 @@ def best_summary(study: optuna.Study, db_path: Path | None = None) -> dict[str, 
             "validation": difference(best.value, ref_view.value, val_n, paired.get("validation")),
             "test": difference(tests.get(best.number), ref_test, test_n, paired.get("test")),
         }
-    summary["search"] = search_record(study, prov.get("epochs"))
+    summary["search"] = search_record(study, best_frozen, prov.get("epochs"))
     summary["claims"] = claims(summary)
     return summary
 
 
-def search_record(study: optuna.Study, epochs: int | None) -> dict[str, Any]:
+def search_record(study: optuna.Study, best: optuna.trial.FrozenTrial, epochs: int | None) -> dict[str, Any]:
     """What the search did: trials drawn around the reference (``--prior``), the epochs pruning
     spared, why ``--trials auto`` stopped, and the pruning regret (pruned trials that would have
     won: measured by benchmarks/search.py, never during a study, so "not measured" here)."""
-    trials = study.get_trials(deepcopy=False)
-    pruned = [t for t in trials if t.state.name == "PRUNED"]
-    trained = sum(len(t.user_attrs.get(records.HISTORY, [])) for t in pruned)
-    best = records.best_trial(study)
+    views = [view(t) for t in study.get_trials(deepcopy=False)]
+    pruned = [v for v in views if v.state == "PRUNED"]
+    trained = sum(v.epochs_run for v in pruned)
     drawn = "reference" if best.user_attrs.get(records.REFERENCE) else best.user_attrs.get(records.DRAWN, "sampler")
     return {
-        "prior_trials": sum(t.user_attrs.get(records.DRAWN) == records.PRIOR for t in trials),
-        "around_best_trials": sum(t.user_attrs.get(records.DRAWN) == records.AROUND_BEST for t in trials),
+        "prior_trials": sum(v.drawn == records.PRIOR for v in views),
+        "around_best_trials": sum(v.drawn == records.AROUND_BEST for v in views),
         "best_drawn": drawn,  # "reference", "prior" (around it), "best" (around the best then) or "sampler"
         "pruned": len(pruned),
         "pruned_epochs_trained": trained,
         "epochs_saved_by_pruning": epochs * len(pruned) - trained if epochs else None,
-        "epochs_trained": sum(len(t.user_attrs.get(records.HISTORY, [])) for t in trials),
+        "epochs_trained": sum(v.epochs_run for v in views),
         "stopped": (study.user_attrs.get(records.STOPPED) or {}).get("reason"),
         "pruning_regret": "not measured",
     }

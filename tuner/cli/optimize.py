@@ -13,7 +13,7 @@ import click
 from tuner.cli.app import app, err, out
 from tuner.cli.reading import print_summary
 from tuner.runtime import interrupt
-from tuner.study.options import Flag, OptimizeOptions
+from tuner.study.options import AUTO, Flag, OptimizeOptions
 
 
 class _Trials(click.ParamType):
@@ -22,8 +22,8 @@ class _Trials(click.ParamType):
     name = "trials"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
-        if isinstance(value, int) or str(value).strip().lower() == "auto":
-            return value if isinstance(value, int) else "auto"
+        if isinstance(value, int) or str(value).strip().lower() == AUTO:
+            return value  # OptimizeOptions spells auto its one way
         try:
             return int(value)
         except ValueError:

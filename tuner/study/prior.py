@@ -75,12 +75,12 @@ def left_behind(finished: Sequence[FrozenTrial], val_examples: int | None) -> Fr
     others = [(v, t) for t in finished if not from_prior(t) and (v := best_reported(t)) is not None]
     if not others:
         return None
-    other_best, _ = max(others, key=lambda vt: vt[0])
+    other_best, other = max(others, key=lambda vt: vt[0])
     margin = standard_error(other_best, val_examples) if val_examples else 0.0
     if other_best <= prior_best + margin:
         return None
     completed = [(t.value, t) for t in finished if t.state == TrialState.COMPLETE and t.value is not None]
-    return max(completed, key=lambda vt: vt[0])[1] if completed else max(others, key=lambda vt: vt[0])[1]
+    return max(completed, key=lambda vt: vt[0])[1] if completed else other
 
 
 def draw_around(rng: np.random.Generator, centre: Any, distribution: BaseDistribution) -> Any:

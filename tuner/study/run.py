@@ -22,13 +22,13 @@ def run_study(
     prepared: PreparedStudy, trials: int | str | None, timeout: float | None,
     callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
     jobs: int = 1,
-) -> str | None:
+) -> None:
     """Run trials, ``jobs`` at a time (see :mod:`tuner.study.parallel`). Failed trials (NaN loss,
     out of memory) are recorded and the study goes on; Ctrl-C ends the running trials as failed
     ("interrupted") and propagates. ``timeout``: no trial starts after it, and one whose next
     epoch would end after it stops (``Objective.deadline``). ``trials="auto"``: until
-    :class:`~tuner.study.stopping.StopAtNoise` stops the study; returns why it did. Afterwards
-    only the weights the study keeps are left."""
+    :class:`~tuner.study.stopping.StopAtNoise` stops the study (the reason is stored on it).
+    Afterwards only the weights the study keeps are left."""
     if timeout is not None:
         prepared.objective.deadline = time.time() + timeout
     stopper = None
@@ -56,7 +56,6 @@ def run_study(
                                    prepared.objective.stop_at_deadline],
                         gc_after_trial=False,
                     )
-        return None if stopper is None else stopper.reason
     finally:
         if prepared.artifacts is not None:
             prepared.artifacts.tidy()

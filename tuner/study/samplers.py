@@ -40,11 +40,8 @@ PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner]] = {
 }
 
 
-#: ``--prior`` names: where the trials after the reference are drawn.
-PRIORS = {
-    "reference": "around the reference settings at first, less as trials finish (tuner.study.prior)",
-    "none": "by the sampler alone (TPE starts with 10 random trials)",
-}
+#: ``--prior`` names: around the reference (tuner.study.prior), or by the sampler alone.
+PRIORS = ("reference", "none")
 
 
 def make_sampler(name: str, seed: int | None, per_process: bool = False,
