@@ -194,12 +194,11 @@ def setup_for(plugin: str, seed: int, args: argparse.Namespace) -> Setup:
 
 
 def _median(values: list[float | None]) -> str:
+    """The median of epochs to target over seeds, a miss counting as the worst."""
     known = [v for v in values if v is not None]
     if len(known) < len(values) / 2:
         return "not reached"
-    worst = math.inf
-    ordered = sorted([v if v is not None else worst for v in values])
-    return f"{statistics.median(ordered):.0f}"
+    return f"{statistics.median([v if v is not None else math.inf for v in values]):.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,7 +214,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-regret", action="store_true", help="skip the side runs of pruned trials")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"search benchmark: {args.seeds} seeds, {args.epochs} epochs a trial, budget {args.budget} epochs, "
           f"{args.max_train} training images of real MNIST, CPU{', reference lr / 1000' if args.bad_reference else ''}")
     failed = False

@@ -20,32 +20,22 @@ import os
 import tempfile
 from typing import Any
 
+import optuna
+
 from tuner.contract import Choice, FloatRange, IntRange
 from tuner.storage.records import ZERO_SWITCH
 from tuner.training.loop import Trainer, start_training, trial_seed
-from tuner.training.space import build_space, fixed_params_for, hyperparameters
+from tuner.training.space import build_space, fixed_params_for, hyperparameters, sample
 
 PEERS = ("ray-asha", "neps-priorband")
-
-
-def values_of(params: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
-    """Optuna-style params (``x_is_zero`` switches) -> the values ``training.space.sample`` makes."""
-    values = {}
-    for name, param in space.items():
-        if isinstance(param, FloatRange) and param.or_zero and params.get(f"{name}{ZERO_SWITCH}"):
-            values[name] = 0.0
-        elif name in params:
-            values[name] = params[name]
-        elif hasattr(param, "value"):
-            values[name] = param.value
-    return values
 
 
 def trainer_for(setup: Any, params: dict[str, Any] | None, number: int) -> Trainer:
     """Trial ``number`` of the study: the reference when ``params`` is None."""
     space = build_space(setup.arch)
+    # Optuna's FixedTrial answers tuner's own sampling with the peer's values (switches included)
     hp = hyperparameters({}, base=setup.arch.reference) if params is None else \
-        hyperparameters(values_of(params, space))
+        hyperparameters(sample(optuna.trial.FixedTrial(params), space))
     return start_training(setup.arch, setup.data, hp, trial_seed(setup.seed, number))
 
 
@@ -61,7 +51,7 @@ def run_ray_asha(setup: Any, budget: int) -> list[tuple[int, float]]:
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     space = build_space(setup.arch)
-    param_space: dict[str, Any] = {"reference": False, "number": 0}
+    param_space: dict[str, Any] = {"reference": False}
     for name, param in space.items():
         if isinstance(param, Choice):
             param_space[name] = tune.choice(list(param.options))
