@@ -7,4 +7,5 @@
 - :mod:`tuner.training.timing`: how long a step and an evaluation take on the device.
 - :mod:`tuner.training.trial`: one trial: sample, build, train epoch by epoch, report, prune.
 - :mod:`tuner.training.checkpoint`: a running trial's state saved at an epoch's end, and loaded again.
+- :mod:`tuner.training.fused`: K trials of one architecture trained as one stacked model (a cohort).
 """

@@ -1,0 +1,105 @@
+"""Benchmark 11: K trials trained as one fused cohort against the same K trained one at a time.
+
+Both contenders train the same K settings (seeded, the same epochs, the study's batch size) on
+the same prepared data in this process; the table gives trials per hour of each, their ratio,
+and how far each member's final validation accuracy lands from the same trial trained alone,
+in validation standard errors (median and largest over the K). Dropout is off (0) for the
+comparison, as issue 22 asks. A step fused matches the step alone to float rounding (1e-7,
+tests/training/test_fused.py); over epochs at a high learning rate that rounding grows as it
+would between two thread counts, so the largest gap belongs to the K's highest learning rate.
+
+    python benchmarks/fused.py                                       # mlp-mnist, K = 2 4 8
+    python benchmarks/fused.py --plugin lenet-mnist --fuse 4 --epochs 1
+    python benchmarks/fused.py --device cuda --plugin net-cifar2 --fuse 8 16 32
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import torch
+from _common import study_parser
+
+from tuner.contract import Hyperparameters
+from tuner.data.prepared import load_data
+from tuner.data.split import DEFAULT_VAL_FRACTION, validation_cap
+from tuner.plugins.pair import load_pair
+from tuner.training.fused import Cohort
+from tuner.training.loop import start_training
+
+
+def settings(k: int, batch_size: int, optimizer: str, dropout: bool) -> list[Hyperparameters]:
+    """K settings that differ in what a cohort lets differ: learning rate and weight decay."""
+    low = -3.5 if optimizer != "sgd" else -3.0  # log10 of the lowest lr; the K span two decades
+    return [Hyperparameters(lr=10 ** (low + 2 * i / max(1, k - 1)), batch_size=batch_size, optimizer=optimizer,
+                            weight_decay=1e-5 * i,
+                            dropout=0.0 if dropout else None, plateau_patience=1)
+            for i in range(k)]
+
+
+def timed(fn) -> tuple[float, list[float]]:
+    started = time.perf_counter()
+    accuracies = fn()
+    return time.perf_counter() - started, accuracies
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = study_parser(__doc__, plugin="mlp-mnist", trials=0, epochs=2)
+    parser.add_argument("--fuse", type=int, nargs="+", default=[2, 4, 8])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    max_train = args.max_train or 6000
+    pair = load_pair(args.plugin)
+    device = torch.device(args.device)
+    data = load_data(pair, args.data_dir, device, {"seed": args.seed, "val_fraction": DEFAULT_VAL_FRACTION,
+                                                  "max_train": max_train,
+                                                  "max_val": validation_cap(max_train, DEFAULT_VAL_FRACTION)})
+    n_val = len(data.val_y)
+    print(f"{args.plugin}: {len(data.train_y):,} train / {n_val:,} validation images, {args.epochs} epochs, "
+          f"batch {args.batch_size}, {args.optimizer}, device {device}, {os.cpu_count()} CPU cores, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"{'K':>4}{'alone s':>10}{'fused s':>10}{'trials/h alone':>16}{'trials/h fused':>16}{'ratio':>8}"
+          f"{'|Δval| median/max (SE)':>24}")
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for k in args.fuse:
+        hps = settings(k, args.batch_size, args.optimizer, pair.arch.has_dropout)
+        seeds = [1000 + i for i in range(k)]
+
+        def alone(hps=hps, seeds=seeds) -> list[float]:
+            accuracies = []
+            for hp, seed in zip(hps, seeds, strict=True):
+                trainer = start_training(pair.arch, data, hp, seed)
+                for _ in range(args.epochs):
+                    last = trainer.epoch()
+                accuracies.append(last.val_accuracy)
+            sync()
+            return accuracies
+
+        def fused(hps=hps, seeds=seeds) -> list[float]:
+            cohort = Cohort(pair.arch, data, hps, seeds)
+            for _ in range(args.epochs):
+                results = cohort.epoch()
+            sync()
+            return [r.val_accuracy for r in results]
+
+        fused()  # warm-up: first calls of vmap's batching rules
+        t_alone, a_alone = timed(alone)
+        t_fused, a_fused = timed(fused)
+        p = sum(a_alone) / k
+        se = math.sqrt(max(p * (1 - p), 1e-12) / n_val)
+        gaps = sorted(abs(a - b) / se for a, b in zip(a_alone, a_fused, strict=True))
+        print(f"{k:>4}{t_alone:>10.2f}{t_fused:>10.2f}{k / t_alone * 3600:>16,.0f}{k / t_fused * 3600:>16,.0f}"
+              f"{t_alone / t_fused:>7.2f}×{gaps[len(gaps) // 2]:>17.2f} / {gaps[-1]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
