@@ -97,3 +97,40 @@ def test_a_sampler_writes_on_the_trial_it_draws_through_the_storage(tmp_path):
     prior = _study(tmp_path / "prior", make_sampler("tpe", 0, prior={"x": 0.5}))
     prior.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
     assert any(t.user_attrs.get(records.DRAWN) == records.PRIOR for t in prior.trials)
+
+
+def test_the_grpc_proxy_server_is_made_started_and_stopped(tmp_path):
+    """tuner.study.cluster: the public run_grpc_proxy_server blocks until killed; make_server
+    gives a server the --ray driver starts and stops, serving its study to the actors."""
+    import socket  # grpcio comes with tuner[ray], part of the test install
+
+    from optuna.storages import GrpcStorageProxy
+    from optuna.storages._grpc.server import make_server
+
+    study = _study(tmp_path)
+    study.set_user_attr("served", True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = make_server(study._storage, "127.0.0.1", port)
+    server.start()
+    try:
+        proxy = GrpcStorageProxy(host="127.0.0.1", port=port)
+        proxy.wait_server_ready(timeout=30)
+        remote = optuna.load_study(study_name=study.study_name, storage=proxy)
+        assert remote.user_attrs == {"served": True}
+        remote.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+        assert len(study.get_trials(deepcopy=False)) == 2  # written through to the served storage
+        proxy.close()
+    finally:
+        server.stop(grace=None)
+
+
+def test_a_trial_whose_ray_driver_is_gone_is_failed(tmp_path):
+    """tuner.storage.stale.fail_dead_trials: a --ray actor's trial names its driver; a dead driver
+    took the actor with it, wherever it ran."""
+    study = _study(tmp_path)
+    trial = study.ask()
+    trial.set_user_attr(records.PROCESS, {"host": "another-node", "pid": 7, "started": 1,
+                                          "driver": {"host": host(), "pid": 2**22 + 12345, "started": 1}})
+    assert fail_dead_trials(study) == [0]

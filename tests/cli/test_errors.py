@@ -197,6 +197,12 @@ def test_version_and_help_on_every_command(tmp_path):
     (("--space", "lr=abc"), "--space lr: 'abc' is not a number; lr takes a number (e.g. lr=0.01)"),
     (("--space", "batch_size=32,abc"), "--space batch_size: 'abc' is not a whole number"),
     (("--space", "optimizer=3"), "--space optimizer: 3 is not a name"),
+    (("--cpus-per-trial", "2"), "--cpus-per-trial and --gpus-per-trial are for --ray"),
+    (("--ray", "local", "--gpus-per-trial", "-1"), "--gpus-per-trial must be a number >= 0"),
+    (("--ray", "local", "--cpus-per-trial", "0"), "--cpus-per-trial must be a number above 0"),
+    (("--ray", "local", "--device", "cuda:1"), "--ray places each trial on a device itself"),
+    (("--ray", "127.0.0.1:1"), "--ray 127.0.0.1:1: no Ray head answers there"),
+    (("--ray", "head.example"), "--ray head.example: give auto, local, or the head's HOST:PORT"),
 ])
 def test_bad_input_is_one_line_and_nothing_is_made(args, expected, tmp_path):
     line = one_error_line(run_tuner("optimize", "--plugin", "mlp-digits", *args, cwd=tmp_path))

@@ -44,14 +44,20 @@ def trials_table(views: list[TrialView], title: str, extra_keys: tuple[str, ...]
     """One row per trial. With ``width``, columns are dropped (plugin extras first, then
     :data:`DROP_ORDER`) until the table fits without wrapping a cell but the note; the caption
     names them."""
-    columns = ["#", "state", "value", *KEY_PARAMS, *extra_keys, "epochs", "time", "note"]
+    # Where each trial trained, when not all in one place (--jobs over GPUs, --ray nodes).
+    where = ["where"] if len({_where(v) for v in views}) > 1 else []
+    columns = ["#", "state", "value", *KEY_PARAMS, *extra_keys, *where, "epochs", "time", "note"]
     dropped: list[str] = []
-    order = [*reversed(extra_keys), *DROP_ORDER]
+    order = [*reversed(extra_keys), *where, *DROP_ORDER]
     while True:
         table = _trials_table(views, title, [c for c in columns if c not in dropped], dropped)
         if width is None or not order or _fits(table, width):
             return table
         dropped.append(order.pop(0))
+
+
+def _where(v: TrialView) -> str:
+    return f"{v.node} {v.device or ''}".strip() if v.node else (v.device or "—")
 
 
 def _fits(table: Table, width: int) -> bool:
@@ -76,7 +82,7 @@ def _trials_table(views: list[TrialView], title: str, columns: list[str], droppe
         if v.reason:
             note = f"{note}; {v.reason}" if note else v.reason
         cells = {"#": str(v.number), "state": v.state.lower(), "value": pct(v.value), "epochs": str(v.epochs_run),
-                 "time": "—" if v.duration_s is None else f"{v.duration_s:.1f}s", "note": note}
+                 "time": "—" if v.duration_s is None else f"{v.duration_s:.1f}s", "note": note, "where": _where(v)}
         table.add_row(*(cells[c] if c in cells else fmt(v.hparams.get(c)) for c in columns))
     return table
 

@@ -74,6 +74,7 @@ class TrialView:
     completed: datetime.datetime | None = None
     drawn: str | None = None  # DRAWN: "prior", "best", or None (the sampler, or queued)
     device: str | None = None  # where it trained (its recipe's), e.g. "cuda:1" for a --jobs worker
+    node: str | None = None  # the Ray node's address, for a --ray trial
 
     @property
     def epochs_run(self) -> int:
@@ -98,6 +99,7 @@ def view(trial: FrozenTrial) -> TrialView:
         completed=trial.datetime_complete,
         drawn=attrs.get(DRAWN),
         device=(attrs.get(RECIPE) or {}).get("device"),
+        node=(attrs.get(RECIPE) or {}).get("node"),
     )
 
 

@@ -29,11 +29,14 @@ def killed_trial(study: optuna.Study, trial: FrozenTrial) -> None:
 
 
 def fail_dead_trials(study: optuna.Study) -> list[int]:
-    """Fail the running trials whose process is known to be gone (same host, pid not alive)
-    at once, instead of after the heartbeat's grace; the numbers failed."""
+    """Fail the running trials whose process is known to be gone (same host, pid not alive), or
+    whose ``--ray`` driver is (its actors went with it), at once instead of after the heartbeat's
+    grace; the numbers failed."""
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not known_dead(trial.user_attrs.get(records.PROCESS)):
+        process = trial.user_attrs.get(records.PROCESS)
+        driver = process.get("driver") if isinstance(process, dict) else None
+        if not (known_dead(process) or known_dead(driver)):
             continue
         try:  # no fail_reason, as for a trial the heartbeat fails: shown as KILLED
             # Private API: Optuna has no public call to finish another process's trial (its own
@@ -41,6 +44,23 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process failed it first
+        failed.append(trial.number)
+    return failed
+
+
+def fail_trials_of(study: optuna.Study, process: dict, reason: str) -> list[int]:
+    """Fail the running trials of ``process`` (a ``--ray`` actor that died with its node) with
+    ``reason``; the numbers failed."""
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        record = trial.user_attrs.get(records.PROCESS)
+        if not isinstance(record, dict) or any(record.get(k) != process.get(k) for k in ("host", "pid", "started")):
+            continue
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, records.FAIL_REASON, reason)
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # as above
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
         failed.append(trial.number)
     return failed
 

@@ -7,5 +7,8 @@
 - :mod:`tuner.study.estimate`: what the study will cost, said before its first trial.
 - :mod:`tuner.study.run`: trials run, in this process or in ``--jobs`` workers.
 - :mod:`tuner.study.parallel`: the ``--jobs`` worker processes.
+- :mod:`tuner.study.ray_connect`: reaching the Ray cluster ``--ray`` names, before anything is made.
+- :mod:`tuner.study.cluster`: ``--ray``, this process as the driver that hands trials to Ray actors.
+- :mod:`tuner.study.actors`: what ``--ray`` runs on the nodes: the trial actor, the weights' keeper.
 - :mod:`tuner.study.testset`: the test set, touched once when a study ends.
 """

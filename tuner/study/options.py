@@ -90,6 +90,14 @@ class OptimizeOptions:
     jobs: int = option(1, "Trials trained at once on the device, each in its own process (small models cannot "
                        "fill a GPU alone). With more than 1, --seed no longer fixes the draws.", type=int,
                        short="-j", show_default=True)
+    ray: str | None = option(None, "Run the trials in Ray actors that Ray places across its cluster: auto (the "
+                             "cluster this machine is a node of), HOST:PORT (its head) or local (start Ray "
+                             "here). Needs tuner[ray]; docs/scale-out.md.", metavar="ADDRESS")
+    cpus_per_trial: float = option(1.0, "--ray: CPUs each trial's actor asks Ray for (and its torch threads).",
+                                   type=float, show_default=True)
+    gpus_per_trial: float | None = option(None, "--ray: GPUs each trial's actor asks Ray for; 0.25 puts four "
+                                          "trials on one GPU [default: 1 with --device cuda, else 0].",
+                                          type=float)
     compile: bool = option(False, "torch.compile each trial's model: the first trial pays the compile time, "
                            "later ones reuse it. Pays on a GPU for long trials; on a CPU it did not "
                            "(docs/benchmarks.md).", is_flag=True)
@@ -155,9 +163,34 @@ class OptimizeOptions:
             raise UsageError(f"--checkpoint-every must be a number of seconds >= 0, got {self.checkpoint_every}")
         if self.pruner_startup < 0 or (self.pruner_warmup is not None and self.pruner_warmup < 0):
             raise UsageError("--pruner-startup and --pruner-warmup must be >= 0")
+        self._validate_ray()
         for name, known in (("sampler", SAMPLERS), ("pruner", PRUNERS), ("prior", PRIORS)):
             if getattr(self, name) not in known:
                 raise UsageError(f"--{name} {getattr(self, name)!r}: choose one of {', '.join(known)}")
+
+
+    def _validate_ray(self) -> None:
+        if not (math.isfinite(self.cpus_per_trial) and self.cpus_per_trial > 0):
+            raise UsageError(f"--cpus-per-trial must be a number above 0, got {self.cpus_per_trial}")
+        if self.gpus_per_trial is not None and not (math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0):
+            raise UsageError(f"--gpus-per-trial must be a number >= 0, got {self.gpus_per_trial}")
+        if self.ray is None:
+            if self.gpus_per_trial is not None or self.cpus_per_trial != 1.0:
+                raise UsageError("--cpus-per-trial and --gpus-per-trial are for --ray; without it, --jobs N "
+                                 "runs N trials at once on this machine")
+            return
+        if not self.ray.strip() or any(c.isspace() for c in self.ray):
+            raise UsageError(f"--ray {self.ray!r}: give auto, local, or the head's HOST:PORT")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise UsageError(f"--ray places each trial on a device itself; give --device auto, cpu or cuda, "
+                             f"not {self.device}")
+
+    @property
+    def trial_gpus(self) -> float:
+        """What each --ray trial asks for: --gpus-per-trial, else a whole GPU on --device cuda."""
+        if self.gpus_per_trial is not None:
+            return self.gpus_per_trial
+        return 1.0 if self.device == "cuda" else 0.0
 
 
 def check_study_name(name: str) -> None:

@@ -46,7 +46,7 @@ from tuner.training.trial import Listener
 
 log = logging.getLogger(__name__)
 
-class _Forward:
+class Forward:
     """Listener in a worker: sends the events to the main process."""
 
     def __init__(self, events: Any) -> None:
@@ -107,7 +107,7 @@ def _worker(index: int, prepare: Callable[..., Any], options: Any, budget: int |
         torch.set_num_threads(threads)
     try:
         # Its sampler draws from the seed plus its first trial's number: workers draw apart.
-        prepared = prepare(options, listener=_Forward(events), record=False)
+        prepared = prepare(options, listener=Forward(events), record=False)
         prepared.objective.deadline = deadline
 
         def finished(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

@@ -26,7 +26,7 @@ from tuner.data.split import validation_cap
 from tuner.errors import UsageError
 from tuner.plugins.pair import Pair, load_pair
 from tuner.storage import records
-from tuner.storage.location import STUDIES_DIR, Location, locate
+from tuner.storage.location import STUDIES_DIR, Location, hide_password, locate
 from tuner.storage.opening import check_tuner_study, storage_for, study_lock, written
 from tuner.storage.stale import fail_dead_trials, queue_retries
 from tuner.storage.stores import choose_spec
@@ -70,12 +70,15 @@ class _Inputs:
 
 
 def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
-                  record: bool = True) -> PreparedStudy:
+                  record: bool = True, storage: optuna.storages.BaseStorage | None = None) -> PreparedStudy:
     """Open or create the study and get everything a trial needs. ``record``: log this run in
     the study (:func:`tuner.storage.records.record_run`); ``--jobs`` workers do not, the main
-    process has."""
+    process has. ``storage``: join the study another process made, through this storage (a
+    ``--ray`` actor, through the driver's gRPC proxy): nothing is created, queued or failed."""
     inputs = _check_inputs(options)
-    storage = storage_for(inputs.location, create=True, heartbeat=True)
+    joining = storage is not None
+    if storage is None:
+        storage = storage_for(inputs.location, create=True, heartbeat=True)
     stored = _stored_provenance(storage, inputs)
     settings = _resolve_settings(options, stored)
     space_desc = describe(inputs.space)
@@ -87,22 +90,12 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
     # in trial 0's time (the reference's time would look worse than it is).
     importlib.import_module("torch._dynamo")
     pruner = make_pruner(options.pruner, settings["epochs"], options.pruner_startup, options.pruner_warmup)
-    # One process at a time from here to the queued reference: two terminals (or machines)
-    # starting one new study must not both create it, describe it and queue its reference.
-    with written(inputs.location), study_lock(inputs.location, storage):
-        study = optuna.create_study(storage=storage, study_name=inputs.location.study_name, pruner=pruner,
-                                    direction="maximize", load_if_exists=True)
-        check_tuner_study(study, inputs.location)
-        spec, keep = _store_settings(study, options, inputs.location)
-        stored_trials = len(study.get_trials(deepcopy=False))
-        created = records.PROVENANCE not in study.user_attrs
-        if created:
-            _write_provenance(study, inputs, data, settings, space_desc)
-        if record:
-            _record_this_run(study, options, inputs.device, stored_trials, space_desc if space_changed else None)
-        fail_dead_trials(study)  # a killed run's trial, without waiting for its heartbeat to age
-        queue_retries(study)
-        _queue_reference(study, inputs, options)
+    if joining:
+        study = optuna.load_study(storage=storage, study_name=inputs.location.study_name, pruner=pruner)
+        spec, keep, created = study.user_attrs[records.STORE], study.user_attrs.get(records.KEEP, 1), False
+    else:
+        study, spec, keep, created = _open_locked(storage, inputs, options, data, settings, pruner,
+                                                  record, space_desc if space_changed else None)
     # Seeded by this process's first trial, so that a resumed run does not replay the first
     # run's draws and two processes started together do not draw alike.
     study.sampler = make_sampler(options.sampler, settings["seed"], per_process=True,
@@ -120,10 +113,37 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
                          options, artifacts)
 
 
+def _open_locked(storage: optuna.storages.BaseStorage, inputs: _Inputs, options: OptimizeOptions,
+                 data: PreparedData, settings: dict[str, Any], pruner: optuna.pruners.BasePruner, record: bool,
+                 changed_space: dict[str, str] | None) -> tuple[optuna.Study, str, int, bool]:
+    """Create or open the study, one process at a time from here to the queued reference: two
+    terminals (or machines) starting one new study must not both create it, describe it and
+    queue its reference. The study, where its weights go, how many it keeps, and whether it is new."""
+    with written(inputs.location), study_lock(inputs.location, storage):
+        study = optuna.create_study(storage=storage, study_name=inputs.location.study_name, pruner=pruner,
+                                    direction="maximize", load_if_exists=True)
+        check_tuner_study(study, inputs.location)
+        spec, keep = _store_settings(study, options, inputs.location)
+        stored_trials = len(study.get_trials(deepcopy=False))
+        created = records.PROVENANCE not in study.user_attrs
+        if created:
+            _write_provenance(study, inputs, data, settings, describe(inputs.space))
+        if record:
+            _record_this_run(study, options, inputs.device, stored_trials, changed_space)
+        fail_dead_trials(study)  # a killed run's trial, without waiting for its heartbeat to age
+        queue_retries(study)
+        _queue_reference(study, inputs, options)
+    return study, spec, keep, created
+
+
 def check_options(options: OptimizeOptions) -> tuple[Pair, dict[str, Param], bool]:
     """Every option checked (values, the plugin pair, the space and ``--params`` parsed) before
     anything is created anywhere: the pair, the space, and whether ``--params``/``--space`` changed it."""
     options.validate()
+    if options.ray is not None:  # the cluster is there (or started, for local) before anything is made
+        from tuner.study.ray_connect import connect
+
+        connect(options.ray)
     pair = load_pair(options.plugin)
     # --params pins every hyperparameter it names; --space entries go on top of it.
     overrides = {**(parse_params(Path(options.params)) if options.params else {}), **parse_overrides(options.space)}
@@ -133,7 +153,9 @@ def check_options(options: OptimizeOptions) -> tuple[Pair, dict[str, Param], boo
 def _check_inputs(options: OptimizeOptions) -> _Inputs:
     """The options checked, the plugins loaded, the space parsed and one batch trained: nothing stored yet."""
     pair, space, overridden = check_options(options)
-    device = resolve_device(options.device)
+    # A --ray driver trains nothing: its device is for the test set at the end; the actors
+    # place their own trials.
+    device = resolve_device("auto" if options.ray else options.device)
     data_dir = default_data_dir(options.data_dir)
     contract_step(pair, data_dir)  # validate at load: one tiny batch on the CPU
     location = locate(options.study or pair.name, options.db, options.storage)
@@ -227,6 +249,7 @@ def _record_this_run(study: optuna.Study, options: OptimizeOptions, device: torc
         "pruner": options.pruner,
         "prior": options.prior,
         "jobs": options.jobs,
+        "ray": hide_password(options.ray) if options.ray else None,
         "trials_requested": options.trials,
         "timeout_s": options.timeout,
         "trials_stored_before": stored_trials,

@@ -40,7 +40,14 @@ def run_study(
     assert trials is None or isinstance(trials, int)
     try:
         with written(prepared.location):
-            if jobs > 1:
+            if prepared.options is not None and prepared.options.ray is not None:
+                from tuner.study.cluster import run_on_ray  # imports Ray: only for --ray
+
+                if stopper is not None:
+                    stopper.in_workers = True
+                run_on_ray(prepared, trials, timeout, prepare=prepare_study, callbacks=callbacks,
+                           closed=None if stopper is None else lambda: stopper.reason is not None)
+            elif jobs > 1:
                 assert prepared.options is not None, "prepare_study records the options workers need"
                 if stopper is not None:
                     stopper.in_workers = True

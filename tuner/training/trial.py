@@ -86,6 +86,7 @@ class Objective:
         deadline: ``--timeout`` as a ``time.time()``: a trial whose next epoch would end after it
             stops at the epoch's end, saved to go on from there (``records.TIMED_OUT``), and
             :attr:`timed_out` is set so that no further trial starts.
+        owner: Added to the process record of each trial (a ``--ray`` actor's driver and node).
     """
 
     arch: Architecture
@@ -100,6 +101,7 @@ class Objective:
     recipe: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: float | None = None
     deadline: float | None = None
+    owner: dict[str, Any] = field(default_factory=dict)
     timed_out: bool = False
     _displaced: list[int] = field(default_factory=list)
 
@@ -116,7 +118,7 @@ class Objective:
         try:
             interrupt.check()  # asked to stop while the trial was being drawn
             # Which process runs it: a resume fails it at once if this process dies (tuner.runtime.liveness).
-            trial.set_user_attr(records.PROCESS, identity())
+            trial.set_user_attr(records.PROCESS, {**identity(), **self.owner})
             hp, is_reference = self.hyperparameters_for(trial)
             trial.set_user_attr(records.HPARAMS, acting(hp.as_dict()))  # what trained, not what was inert
             original = self._original(trial)
