@@ -81,6 +81,12 @@ class TrialView:
         return len(self.history)
 
 
+def _node_of(process: Any) -> str | None:
+    """The Ray node's address in a --ray trial's process record (tuner.study.actors)."""
+    node = process.get("node") if isinstance(process, dict) else None
+    return node.get("ip") if isinstance(node, dict) else None
+
+
 def view(trial: FrozenTrial) -> TrialView:
     attrs = trial.user_attrs
     reason = attrs.get(PRUNE_REASON) if trial.state.name == "PRUNED" else None
@@ -99,7 +105,7 @@ def view(trial: FrozenTrial) -> TrialView:
         completed=trial.datetime_complete,
         drawn=attrs.get(DRAWN),
         device=(attrs.get(RECIPE) or {}).get("device"),
-        node=(attrs.get(RECIPE) or {}).get("node"),
+        node=_node_of(attrs.get(PROCESS)),
     )
 
 

@@ -38,14 +38,22 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
         driver = process.get("driver") if isinstance(process, dict) else None
         if not (known_dead(process) or known_dead(driver)):
             continue
-        try:  # no fail_reason, as for a trial the heartbeat fails: shown as KILLED
-            # Private API: Optuna has no public call to finish another process's trial (its own
-            # heartbeat uses this one). Pinned by tests/test_optuna_private.py.
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another process failed it first
-        failed.append(trial.number)
+        if _fail(study, trial, None):  # no fail_reason, as for a trial the heartbeat fails: shown as KILLED
+            failed.append(trial.number)
     return failed
+
+
+def _fail(study: optuna.Study, trial: FrozenTrial, reason: str | None) -> bool:
+    """Fail another process's running trial (with ``reason``, when given); False when another
+    process failed it first. Private API: Optuna has no public call to finish another process's
+    trial (its own heartbeat uses this one). Pinned by tests/test_optuna_private.py."""
+    try:
+        if reason is not None:
+            study._storage.set_trial_user_attr(trial._trial_id, records.FAIL_REASON, reason)
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    return True
 
 
 def fail_trials_of(study: optuna.Study, process: dict, reason: str) -> list[int]:
@@ -56,12 +64,8 @@ def fail_trials_of(study: optuna.Study, process: dict, reason: str) -> list[int]
         record = trial.user_attrs.get(records.PROCESS)
         if not isinstance(record, dict) or any(record.get(k) != process.get(k) for k in ("host", "pid", "started")):
             continue
-        try:
-            study._storage.set_trial_user_attr(trial._trial_id, records.FAIL_REASON, reason)
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # as above
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-        failed.append(trial.number)
+        if _fail(study, trial, reason):
+            failed.append(trial.number)
     return failed
 
 

@@ -111,18 +111,18 @@ class TrialRunner:
             self.prepared.artifacts.folder = None  # save's scratch file: this node's cache folder
         self.node = {"id": context.get_node_id(), "ip": ray.util.get_node_ip_address()}
         self.prepared.objective.owner = {"driver": driver, "node": self.node}
-        self.prepared.objective.recipe["node"] = self.node["ip"]
 
     def process(self) -> dict[str, Any]:
         """This actor's process record, as its trials store it."""
         return {**identity(), "node": self.node}
 
-    def run_one(self, deadline: float | None) -> tuple[int | None, bool]:
-        """Train one trial of the study; its number, and whether ``--timeout`` stopped it."""
+    def run_one(self, deadline: float | None) -> tuple[optuna.trial.FrozenTrial | None, bool]:
+        """Train one trial of the study; the trial as stored, and whether ``--timeout`` stopped it
+        (the driver hands the trial to its callbacks without reading the study again)."""
         objective = self.prepared.objective
         objective.deadline = deadline
-        numbers: list[int] = []
+        done: list[optuna.trial.FrozenTrial] = []
         self.prepared.study.optimize(
             objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=False,
-            callbacks=[objective.after_trial, lambda study, trial: numbers.append(trial.number)])
-        return (numbers[0] if numbers else None), objective.timed_out
+            callbacks=[objective.after_trial, lambda study, trial: done.append(trial)])
+        return (done[0] if done else None), objective.timed_out

@@ -130,15 +130,10 @@ class _Driver:
         actor = self._new()
         return _Slot(actor, actor.process.remote(), since=time.monotonic())
 
-    def _trial(self, number: int) -> optuna.trial.FrozenTrial | None:
-        return next((t for t in self.study.get_trials(deepcopy=False) if t.number == number), None)
-
-    def _finished(self, numbers: Sequence[int]) -> None:
-        for number in numbers:
-            trial = self._trial(number)
-            if trial is not None:
-                for callback in self.callbacks:
-                    callback(self.study, trial)
+    def _finished(self, trials: Sequence[optuna.trial.FrozenTrial]) -> None:
+        for trial in trials:
+            for callback in self.callbacks:
+                callback(self.study, trial)
 
     def relay_events(self) -> None:
         """The actors' progress events to the live view."""
@@ -179,7 +174,8 @@ class _Driver:
                     log.warning("a Ray actor on %s died (%s); trial %s stored as failed; another actor takes "
                                 "its place", process.get("node", {}).get("ip", "?"), reason,
                                 ", ".join(map(str, failed)) or "none")
-                    self._finished(failed)
+                    if failed:
+                        self._finished([t for t in self.study.get_trials(deepcopy=False) if t.number in failed])
                     judged.append((process, since, node_said))
             self.lost = [entry for entry in self.lost if entry not in judged]
             if not wait:
@@ -204,10 +200,10 @@ class _Driver:
             self.placed_at = time.monotonic()
             return
         slot.running = None
-        number, timed_out = value
+        trial, timed_out = value
         self.timed_out |= timed_out
-        if number is not None:
-            self._finished([number])
+        if trial is not None:
+            self._finished([trial])
 
     def pending(self) -> list[Any]:
         return [ref for s in self.slots for ref in (s.ready, s.running) if ref is not None]
