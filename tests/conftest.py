@@ -87,3 +87,17 @@ def backend(request, tmp_path):
     cluster = request.getfixturevalue("pg_cluster")
     url = cluster.new_database()
     return "postgresql", ["--storage", url, "--artifacts", str(tmp_path / "shared-artifacts")], url
+
+
+@pytest.fixture(scope="session")
+def digits_data():
+    """mlp-digits' data as a study prepares it (scikit-learn's digits: no download), on the CPU."""
+    import torch
+
+    from tuner.data.loading import default_data_dir
+    from tuner.data.prepared import load_data
+    from tuner.data.split import DEFAULT_VAL_FRACTION
+    from tuner.plugins.pair import load_pair
+
+    settings = {"seed": 0, "val_fraction": DEFAULT_VAL_FRACTION, "max_train": None, "max_val": None}
+    return load_data(load_pair("mlp-digits"), default_data_dir(None), torch.device("cpu"), settings)

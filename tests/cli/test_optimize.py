@@ -386,6 +386,42 @@ def test_out_of_memory_splits_the_step_and_the_trial_completes_with_its_batch_si
     assert sizes == {32: None, 512: 8}, sizes
 
 
+@pytest.mark.reliability
+def test_a_batch_size_that_did_not_fit_is_not_drawn_again_on_that_device(broken_plugins, tmp_path):
+    """crowdnet runs out of memory, one image included, at batch sizes of 256 and more: each
+    such trial fails saying so, and from then on the sampler draws only smaller batch sizes
+    (random search would draw them half the time)."""
+    from helpers import pythonpath
+
+    run_tuner("optimize", "--plugin", "crowdnet-digits", "--trials", "12", "--epochs", "1", "--pruner", "none",
+              "--sampler", "random", "--seed", "3", "--space", "batch_size=32,64,256,512", "--quiet",
+              cwd=tmp_path, env=pythonpath(broken_plugins), check=True)
+    trials = load(tmp_path / "studies" / "crowdnet-digits.db", "crowdnet-digits").trials
+    sizes = [t.params["batch_size"] for t in trials]
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert failed and all(t.params["batch_size"] >= 256 for t in failed), sizes
+    assert all("one image does not fit in memory" in t.user_attrs["fail_reason"] for t in failed)
+    assert failed[0].user_attrs["does_not_fit"] == {"device": "cpu", "batch_size": sizes[failed[0].number]}
+    limit = min(t.params["batch_size"] for t in failed)
+    after = [t for t in trials if t.number > max(t.number for t in failed)]
+    assert len(after) >= 6 and all(t.params["batch_size"] < limit for t in after), sizes
+    assert all(t.state.name == "COMPLETE" for t in trials if t.params["batch_size"] < 256)
+
+
+@pytest.mark.reliability
+def test_a_study_whose_smallest_batch_does_not_fit_stops_in_one_line(broken_plugins, tmp_path):
+    from helpers import pythonpath
+
+    done = run_tuner("optimize", "--plugin", "crowdnet-digits", "--trials", "6", "--epochs", "1",
+                     "--space", "batch_size=256,512", "--quiet", cwd=tmp_path, env=pythonpath(broken_plugins))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    said = done.stderr.strip().splitlines()
+    assert len(said) == 1 and "one image does not fit in memory" in said[0] and "no batch size below 256" in said[0]
+    assert "--space batch_size=" in said[0], said
+    trials = load(tmp_path / "studies" / "crowdnet-digits.db", "crowdnet-digits").trials
+    assert [t.state.name for t in trials] == ["FAIL"] * len(trials) and len(trials) <= 2
+
+
 @pytest.mark.slow
 def test_live_display_on_a_terminal(tmp_path, mnist_dir):
     """On a terminal the run shows live bars: trials done/total, best, pruned/failed; the running

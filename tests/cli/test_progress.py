@@ -49,3 +49,5 @@ def test_time_left_from_the_measured_cost_then_from_each_trials_pace(monkeypatch
     assert view.durations == [50.0] and view.best == 0.9
     assert view.study_left() == 3 * 50 / 2
     assert "trial 0" in view.console.file.getvalue()  # off a terminal: a line per finished trial
+    view.trial_started(1, {}, False, "10.0.0.7 cuda:1")  # a --ray trial: its node and device
+    assert view.progress.tasks[view.running[1].bar].description == "trial 1 on 10.0.0.7 cuda:1"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -141,10 +142,28 @@ def test_a_killed_driver_leaves_no_trial_running_once_run_again(tmp_path, cluste
     assert all(row["node"] for row in shown["trials"] if row["state"] == "COMPLETE")
 
 
+def test_a_postgresql_study_runs_on_ray_with_no_proxy_and_no_password_shown(tmp_path, cluster, pg_cluster):
+    """--storage URL: each actor opens the server's study itself; weights come back to the
+    driver's folder; the password is printed nowhere."""
+    from servers import PG_PASSWORD
+
+    url = pg_cluster.new_database()
+    done = run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "4", "--epochs", "2", "--pruner", "none",
+                     "--ray", cluster["address"], "--storage", url, "--artifacts", str(tmp_path / "weights"),
+                     cwd=tmp_path, env=cluster["env"], check=True)
+    assert PG_PASSWORD not in done.stdout + done.stderr
+    trials = optuna.load_study(study_name="mlp-digits", storage=url).get_trials(deepcopy=False)
+    assert [(t.state.name, bool(_node(t))) for t in trials] == [("COMPLETE", True)] * 4
+    assert not (tmp_path / "studies").exists()  # nothing made for a proxy: no SQLite file served
+    best = json.loads(run_tuner("best", url, "--json", cwd=tmp_path, check=True).stdout)
+    assert Path(best["weights"]).is_relative_to(tmp_path / "weights") and PG_PASSWORD not in json.dumps(best)
+    assert "1.weight" in torch.load(best["weights"], weights_only=True)
+
+
 def test_twenty_trials_on_two_nodes_and_a_lost_node_costs_one_trial(tmp_path, cluster):
     env = {**os.environ, **cluster["env"], "TUNER_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     driver = subprocess.Popen([TUNER, "optimize", "--plugin", "mlp-digits", "--trials", "20", "--epochs", "6",
-                               "--ray", cluster["address"], "--pruner", "none", "--quiet"],
+                               "--ray", cluster["address"], "--pruner", "none"],
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     second = cluster["second_id"]
 
@@ -168,6 +187,8 @@ def test_twenty_trials_on_two_nodes_and_a_lost_node_costs_one_trial(tmp_path, cl
     assert [n for n, s in states.items() if s != "COMPLETE"] == [on_second]  # nothing else lost
     nodes = {_node(t) for t in trials}
     assert len(nodes) == 2 and cluster["second_id"] in nodes
+    # Off a terminal, a line per finished trial, saying where it ran.
+    assert len(re.findall(r"^trial \d+ complete.* on [\d.]+ cpu ", out, re.M)) == 19, out
     best = json.loads(run_tuner("best", "studies/mlp-digits.db", "--json", cwd=tmp_path, check=True).stdout)
     weights = Path(best["weights"])
     assert weights.is_relative_to(tmp_path / "studies" / "mlp-digits.artifacts")  # on the driver's disk

@@ -63,3 +63,16 @@ def test_reads_the_trials_once_per_trial(tmp_path, monkeypatch):
     # TPE alone reads the trials for its joint draw and again for each parameter it draws alone;
     # the snapshot reads once when the trial starts (Optuna's ask reads once more for queued trials).
     assert counts["snap"] == 2 and counts["plain"] >= 4, counts
+
+
+def test_a_batch_size_at_or_over_the_limit_becomes_the_largest_below_it():
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    from tuner.study.fits import below
+
+    choices = CategoricalDistribution([32, 64, 128, 256, 512])
+    assert below(choices, 512, 256) == 128 and below(choices, 64, 256) == 64
+    assert below(choices, 32, 32) == 32  # nothing below: left as drawn (the study stops on it)
+    assert below(IntDistribution(16, 512, step=16), 500, 300) == 288
+    assert below(IntDistribution(16, 512, log=True), 500, 300) == 299
+    assert below(IntDistribution(16, 512), 20, 16) == 20

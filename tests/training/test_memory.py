@@ -12,10 +12,6 @@ import torch
 from torch import nn
 
 from tuner.contract import Architecture, Hyperparameters
-from tuner.data.loading import default_data_dir
-from tuner.data.prepared import load_data
-from tuner.data.split import DEFAULT_VAL_FRACTION
-from tuner.plugins.pair import load_pair
 from tuner.training.loop import DoesNotFit, evaluate, start_training
 
 pytestmark = pytest.mark.reliability
@@ -49,11 +45,9 @@ def _arch(train_limit: int | None = None, eval_limit: int | None = None) -> Arch
                         description="an MLP with a memory limit")
 
 
-@pytest.fixture(scope="module")
-def data():
-    pair = load_pair("mlp-digits")
-    settings = {"seed": 0, "val_fraction": DEFAULT_VAL_FRACTION, "max_train": None, "max_val": None}
-    return load_data(pair, default_data_dir(None), torch.device("cpu"), settings)
+@pytest.fixture
+def data(digits_data):
+    return digits_data
 
 
 def test_a_split_step_trains_what_the_whole_batch_would_and_keeps_nothing_alive(data):

@@ -17,9 +17,10 @@ from tuner.study.options import AUTO, Flag, OptimizeOptions
 
 
 class _Trials(click.ParamType):
-    """``--trials``: a whole number, or auto."""
+    """``--trials`` and ``--jobs``: a whole number, or auto."""
 
-    name = "trials"
+    def __init__(self, name: str) -> None:
+        self.name = name
 
     def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
         if isinstance(value, int) or str(value).strip().lower() == AUTO:
@@ -44,8 +45,8 @@ def _click_option(f: dataclasses.Field) -> Callable[[Callable[..., Any]], Callab
         kwargs["default"] = f.default
     if isinstance(flag.type, tuple):
         kwargs["type"] = click.Choice(flag.type)
-    elif flag.type == "trials":
-        kwargs["type"] = _Trials()
+    elif flag.type in ("trials", "jobs"):
+        kwargs["type"] = _Trials(flag.type)
     elif flag.type == "path":
         kwargs["type"] = click.Path(dir_okay=False)
     elif flag.type is not None:
@@ -82,6 +83,7 @@ def optimize(quiet: bool, **fields: Any) -> None:
         trackers = loggers(options.mlflow, options.study or options.plugin, options.plugin)
         callbacks = [progress, *trackers]
         prepared = prepare_study(options, listener=progress)
+        progress.jobs = options.jobs  # --jobs auto: the number it chose
     _print_start(prepared)
     _print_estimate(prepared, progress)
     stop = None
@@ -143,6 +145,8 @@ def _print_start(prepared: Any) -> None:
         f"{prepared.device}{f' · {jobs} trials at once' if jobs > 1 else ''} · {s['epochs']} epochs/trial · "
         f"{len(prepared.data.train_y):,} train / {len(prepared.data.val_y):,} validation examples"
     )
+    if prepared.jobs_plan is not None:
+        out.print(prepared.jobs_plan.line(), soft_wrap=True, highlight=False)
     folder = prepared.artifacts.folder
     if folder is None or folder.is_dir():
         out.print(f"weights kept in {prepared.artifacts.shown}", soft_wrap=True)

@@ -93,8 +93,8 @@ class StudyProgress:
                              left="" if left is None else f"~{duration(left)} left")
 
     # Listener ---------------------------------------------------------------------------------
-    def trial_started(self, number: int, hp: dict[str, Any], reference: bool) -> None:
-        label = f"trial {number}" + (" (reference)" if reference else "")
+    def trial_started(self, number: int, hp: dict[str, Any], reference: bool, where: str = "") -> None:
+        label = f"trial {number}" + (" (reference)" if reference else "") + (f" on {where}" if where else "")
         fields = {"description": label, "info": "building the model", "count": "", "left": ""}
         if self.free_bars:
             bar = self.free_bars.pop()
@@ -195,6 +195,8 @@ def trial_line(trial: FrozenTrial) -> str:
     head = f"trial {record.number} {record.state.lower()}"
     if record.reference:
         head += " (reference)"
+    if record.where:
+        head += f" on {record.where}"
     if record.value is not None:
         head += f" {pct(record.value)}"
     params = " ".join(f"{k}={fmt(record.hparams.get(k))}" for k in KEY_PARAMS if record.hparams.get(k) is not None)

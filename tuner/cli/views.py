@@ -57,7 +57,7 @@ def trials_table(views: list[TrialView], title: str, extra_keys: tuple[str, ...]
 
 
 def _where(v: TrialView) -> str:
-    return f"{v.node} {v.device or ''}".strip() if v.node else (v.device or "—")
+    return v.where or v.device or "—"
 
 
 def _fits(table: Table, width: int) -> bool:

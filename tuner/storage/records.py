@@ -35,6 +35,9 @@ RETRY_OF = "retry_of"  # the number of the interrupted or killed trial this one 
 DRAWN = "drawn"
 PRIOR = "prior"
 AROUND_BEST = "best"
+# {"device", "batch_size"}: one image ran out of memory (tuner.training.loop.DoesNotFit) on that
+# kind of device (tuner.training.device.device_kind); later trials there draw smaller batches.
+DOES_NOT_FIT = "does_not_fit"
 SPLIT = "split"  # K: out of memory, its steps ran as K micro-batches adding up to its batch size
 ZERO_SWITCH = "_is_zero"  # param-name suffix: "0 or a log range" is sampled as this switch + the range
 INTERRUPTED = "interrupted"  # FAIL_REASON of a trial stopped by Ctrl-C, SIGTERM or SIGHUP
@@ -80,8 +83,19 @@ class TrialView:
     def epochs_run(self) -> int:
         return len(self.history)
 
+    @property
+    def where(self) -> str:
+        """The node and device it trained on, as the live view says it ("" for this machine's CPU)."""
+        return place(self.node, self.device)
 
-def _node_of(process: Any) -> str | None:
+
+def place(node: str | None, device: str | None) -> str:
+    """``"10.0.0.7 cuda:1"``: a Ray node's address and a device; a lone ``"cpu"`` is left out."""
+    shown = device if node or (device or "cpu") != "cpu" else None
+    return " ".join(p for p in (node, shown) if p)
+
+
+def node_of(process: Any) -> str | None:
     """The Ray node's address in a --ray trial's process record (tuner.study.actors)."""
     node = process.get("node") if isinstance(process, dict) else None
     return node.get("ip") if isinstance(node, dict) else None
@@ -105,8 +119,16 @@ def view(trial: FrozenTrial) -> TrialView:
         completed=trial.datetime_complete,
         drawn=attrs.get(DRAWN),
         device=(attrs.get(RECIPE) or {}).get("device"),
-        node=_node_of(attrs.get(PROCESS)),
+        node=node_of(attrs.get(PROCESS)),
     )
+
+
+def fit_limit(trials: Iterable[FrozenTrial], device: str) -> tuple[int, int] | None:
+    """The smallest batch size that did not fit on ``device`` (a device kind), and the trial that
+    found it; None when nothing ran out of memory there."""
+    found = [(t.user_attrs[DOES_NOT_FIT]["batch_size"], t.number) for t in trials
+             if isinstance(t.user_attrs.get(DOES_NOT_FIT), dict) and t.user_attrs[DOES_NOT_FIT].get("device") == device]
+    return min(found) if found else None
 
 
 def is_tuner_trial(trial: FrozenTrial) -> bool:

@@ -87,9 +87,10 @@ class OptimizeOptions:
     params: str | None = option(None, "Train exactly these hyperparameters (the output of `tuner best --json`, "
                                 'or {"lr": 0.01, ...}): each is pinned, and no reference trial is queued.',
                                 type="path", metavar="FILE.json")
-    jobs: int = option(1, "Trials trained at once on the device, each in its own process (small models cannot "
-                       "fill a GPU alone). With more than 1, --seed no longer fixes the draws.", type=int,
-                       short="-j", show_default=True)
+    jobs: int | str = option(1, "Trials trained at once, each in its own process (small models cannot fill a "
+                             "GPU alone); with --device cuda, over every GPU. auto: as many as fit, from one "
+                             "measured step at the largest batch size. With more than 1, --seed no longer fixes "
+                             "the draws.", type="jobs", short="-j", show_default=True, metavar="N|auto")
     ray: str | None = option(None, "Run the trials in Ray actors that Ray places across its cluster: auto (the "
                              "cluster this machine is a node of), HOST:PORT (its head) or local (start Ray "
                              "here). Needs tuner[ray]; docs/scale-out.md.", metavar="ADDRESS")
@@ -120,6 +121,8 @@ class OptimizeOptions:
             self.trials = 1 if self.params else DEFAULT_TRIALS
         if isinstance(self.trials, str) and self.trials.strip().lower() == AUTO:
             self.trials = AUTO
+        if isinstance(self.jobs, str) and self.jobs.strip().lower() == AUTO:
+            self.jobs = AUTO
         self.space = tuple(self.space)
 
     @property
@@ -157,7 +160,9 @@ class OptimizeOptions:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
         if self.artifacts is not None:
             spec_for_option(self.artifacts)
-        if not 1 <= self.jobs <= MAX_JOBS:
+        if self.jobs != AUTO and (not isinstance(self.jobs, int) or isinstance(self.jobs, bool)):
+            raise UsageError(f"--jobs takes a whole number or auto, got {self.jobs!r}")
+        if self.jobs != AUTO and not 1 <= self.jobs <= MAX_JOBS:
             raise UsageError(f"--jobs must be between 1 and {MAX_JOBS}, got {self.jobs}")
         if not (math.isfinite(self.checkpoint_every) and self.checkpoint_every >= 0):
             raise UsageError(f"--checkpoint-every must be a number of seconds >= 0, got {self.checkpoint_every}")

@@ -52,8 +52,8 @@ class Forward:
     def __init__(self, events: Any) -> None:
         self.events = events
 
-    def trial_started(self, number: int, hp: dict[str, Any], reference: bool) -> None:
-        self.events.put(("started", number, hp, reference))
+    def trial_started(self, number: int, hp: dict[str, Any], reference: bool, where: str = "") -> None:
+        self.events.put(("started", number, hp, reference, where))
 
     def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None:
         self.events.put(("epoch", number, epoch, epochs, result))

@@ -31,11 +31,19 @@ from tuner.storage.opening import check_tuner_study, storage_for, study_lock, wr
 from tuner.storage.stale import fail_dead_trials, queue_retries
 from tuner.storage.stores import choose_spec
 from tuner.storage.weights import StudyArtifacts
-from tuner.study.options import DEFAULT_EPOCHS, DEFAULT_SEED, OptimizeOptions
+from tuner.study.jobs import JobsPlan, auto_jobs, largest_batch
+from tuner.study.options import AUTO, DEFAULT_EPOCHS, DEFAULT_SEED, MAX_JOBS, OptimizeOptions
 from tuner.study.samplers import make_pruner, make_sampler
 from tuner.training.check import contract_step
-from tuner.training.device import resolve_device
-from tuner.training.space import build_space, describe, fixed_params_for, parse_overrides, parse_params
+from tuner.training.device import device_kind, resolve_device, worker_devices
+from tuner.training.space import (
+    build_space,
+    describe,
+    fixed_params_for,
+    hyperparameters,
+    parse_overrides,
+    parse_params,
+)
 from tuner.training.trial import Listener, Objective, enqueue_reference
 
 log = logging.getLogger(__name__)
@@ -55,6 +63,7 @@ class PreparedStudy:
     settings: dict[str, Any] = field(default_factory=dict)
     options: OptimizeOptions | None = None
     artifacts: StudyArtifacts | None = None
+    jobs_plan: JobsPlan | None = None  # what --jobs auto chose, and why
 
 
 @dataclass
@@ -86,6 +95,7 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
     if space_changed and not inputs.overridden:
         log.warning("the search space differs from the one this study was created with")
     data = load_data(inputs.pair, inputs.data_dir, inputs.device, settings)
+    jobs_plan = None if joining else _plan_jobs(inputs, options, data)
     # The first torch optimizer imports torch._dynamo: pay for it now, so that it is not counted
     # in trial 0's time (the reference's time would look worse than it is).
     importlib.import_module("torch._dynamo")
@@ -99,7 +109,8 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
     # Seeded by this process's first trial, so that a resumed run does not replay the first
     # run's draws and two processes started together do not draw alike.
     study.sampler = make_sampler(options.sampler, settings["seed"], per_process=True,
-                                 prior=_prior(inputs, options), val_examples=len(data.val_y))
+                                 prior=_prior(inputs, options), val_examples=len(data.val_y),
+                                 device=device_kind(inputs.device))
     artifacts = StudyArtifacts(study, spec, inputs.location.db_path, keep)
     objective = Objective(
         arch=inputs.pair.arch, data=data, space=inputs.space, epochs=settings["epochs"], seed=settings["seed"],
@@ -110,7 +121,7 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
         objective.listener = listener
     objective.kept = [(t.value, t.number) for t in records.best_first(study.get_trials(deepcopy=False))[:keep]]
     return PreparedStudy(inputs.pair, study, inputs.location, objective, data, inputs.device, created, settings,
-                         options, artifacts)
+                         options, artifacts, jobs_plan)
 
 
 def _open_locked(storage: optuna.storages.BaseStorage, inputs: _Inputs, options: OptimizeOptions,
@@ -134,6 +145,23 @@ def _open_locked(storage: optuna.storages.BaseStorage, inputs: _Inputs, options:
         queue_retries(study)
         _queue_reference(study, inputs, options)
     return study, spec, keep, created
+
+
+def _plan_jobs(inputs: _Inputs, options: OptimizeOptions, data: PreparedData) -> JobsPlan | None:
+    """``--jobs auto`` made a number before anything records it (tuner.study.jobs); with --ray
+    it is 1: as many trials as the cluster fits."""
+    if options.jobs != AUTO:
+        return None
+    if options.ray is not None:
+        options.jobs = 1
+        return None
+    base = hyperparameters({}, base=inputs.pair.arch.reference)
+    largest = hyperparameters({"batch_size": largest_batch(inputs.space.get("batch_size"), base.batch_size)},
+                              base=base)
+    devices = sorted(set(worker_devices(options.device, MAX_JOBS)))
+    plan = auto_jobs(inputs.pair.arch, data, largest, devices, MAX_JOBS)
+    options.jobs = plan.jobs
+    return plan
 
 
 def check_options(options: OptimizeOptions) -> tuple[Pair, dict[str, Param], bool]:

@@ -45,8 +45,8 @@ PRIORS = ("reference", "none")
 
 
 def make_sampler(name: str, seed: int | None, per_process: bool = False,
-                 prior: dict[str, Any] | None = None, val_examples: int | None = None
-                 ) -> optuna.samplers.BaseSampler:
+                 prior: dict[str, Any] | None = None, val_examples: int | None = None,
+                 device: str | None = None) -> optuna.samplers.BaseSampler:
     """The sampler ``--sampler`` names, reading the study once per trial (:class:`SnapshotSampler`).
 
     ``per_process``: draw from the seed plus the number of this process's first trial, so that
@@ -55,16 +55,24 @@ def make_sampler(name: str, seed: int | None, per_process: bool = False,
     trial is the number of trials stored before it.
 
     ``prior``: the reference as Optuna params; the trials are then drawn around it at first
-    (:class:`tuner.study.prior.PriorSampler`, which reads ``val_examples``)."""
+    (:class:`tuner.study.prior.PriorSampler`, which reads ``val_examples``).
+
+    ``device``: the kind of device the trials run on; batch sizes that ran out of memory on it
+    are not drawn again (:class:`tuner.study.fits.FitSampler`)."""
     if name not in SAMPLERS:
         raise UsageError(f"--sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
 
     def made(s: int | None) -> optuna.samplers.BaseSampler:
-        if not prior:
-            return SAMPLERS[name](s)
-        from tuner.study.prior import PriorSampler
+        sampler = SAMPLERS[name](s)
+        if prior:
+            from tuner.study.prior import PriorSampler
 
-        return PriorSampler(SAMPLERS[name](s), prior, s, val_examples)
+            sampler = PriorSampler(sampler, prior, s, val_examples)
+        if device is None:
+            return sampler
+        from tuner.study.fits import FitSampler
+
+        return FitSampler(sampler, device)
 
     restart = None
     if per_process and seed is not None:

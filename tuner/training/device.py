@@ -45,3 +45,13 @@ def worker_devices(spec: str, jobs: int) -> list[str]:
         else:
             devices = [str(device)]
     return [devices[i % len(devices)] for i in range(jobs)]
+
+
+def device_kind(device: torch.device | str) -> str:
+    """What a batch that did not fit is remembered against: ``"cpu"``, or the GPU's model and
+    memory (``"NVIDIA H200 (139 GiB)"``): every GPU of that kind, whichever its index."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return device.type
+    props = torch.cuda.get_device_properties(device)
+    return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"

@@ -281,6 +281,15 @@ def sample(trial: optuna.Trial, space: Mapping[str, Param], only: set[str] | Non
     return values
 
 
+def smaller_batches(param: Param | None, limit: int) -> bool:
+    """Whether the space's ``batch_size`` (None: the architecture's own) allows one below ``limit``."""
+    if isinstance(param, Choice):
+        return min(param.options) < limit
+    if isinstance(param, IntRange):
+        return param.low < limit
+    return isinstance(param, Fixed) and param.value < limit
+
+
 def applies(name: str, values: Mapping[str, Any]) -> bool:
     """Whether hyperparameter ``name`` has any effect given the others (``plateau_*`` only with
     the plateau scheduler, ``step_*`` only with StepLR, ``dropout`` only when set)."""

@@ -23,8 +23,16 @@ from tuner.runtime.liveness import identity
 from tuner.storage import records
 from tuner.storage.records import rank
 from tuner.training import checkpoint
+from tuner.training.device import device_kind
 from tuner.training.loop import DoesNotFit, EpochResult, Trainer, start_training, trial_seed
-from tuner.training.space import acting, fixed_params_for, hyperparameters, sample, sample_reference
+from tuner.training.space import (
+    acting,
+    fixed_params_for,
+    hyperparameters,
+    sample,
+    sample_reference,
+    smaller_batches,
+)
 
 if TYPE_CHECKING:
     from tuner.storage.weights import StudyArtifacts
@@ -36,7 +44,9 @@ CHECKPOINT_SHARE = 0.02
 class Listener(Protocol):
     """What the console hears from a running study (the core never imports rich)."""
 
-    def trial_started(self, number: int, hp: dict[str, Any], reference: bool) -> None: ...
+    def trial_started(self, number: int, hp: dict[str, Any], reference: bool, where: str = "") -> None:
+        """Trial ``number`` starts with ``hp``; ``where``: the node and device it runs on, "" for
+        this machine's CPU."""
 
     def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None: ...
 
@@ -46,7 +56,7 @@ class Listener(Protocol):
 
 
 class _Silent:
-    def trial_started(self, number: int, hp: dict[str, Any], reference: bool) -> None:
+    def trial_started(self, number: int, hp: dict[str, Any], reference: bool, where: str = "") -> None:
         pass
 
     def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None:
@@ -126,7 +136,7 @@ class Objective:
             seed = recipe["trial_seed"] if recipe else trial_seed(self.seed, trial.number)
             trial.set_user_attr(records.RECIPE, recipe or {**self.recipe, "trial_seed": seed,
                                                            "threads": torch.get_num_threads()})
-            self.listener.trial_started(trial.number, hp.as_dict(), is_reference)
+            self.listener.trial_started(trial.number, hp.as_dict(), is_reference, self.where())
             trainer = start_training(self.arch, self.data, hp, seed, self.compile)
             history = self._go_on_from(trial, trainer, original) if original is not None else []
             value = self._train(trial, trainer, history)
@@ -143,9 +153,11 @@ class Objective:
             detail = str(e).split(".")[0].strip() or "CUDA out of memory"
             reason = f"{detail} (batch_size={hp.batch_size})"
             trial.set_user_attr(records.FAIL_REASON, reason)
+            self._did_not_fit(trial, hp.batch_size)
             raise TrialFailed(reason) from e
         except DoesNotFit as e:
             trial.set_user_attr(records.FAIL_REASON, str(e))
+            self._did_not_fit(trial, hp.batch_size)
             raise
         except KeyboardInterrupt:
             trial.set_user_attr(records.FAIL_REASON, records.INTERRUPTED)
@@ -160,6 +172,11 @@ class Objective:
                 raise UsageError(f"--compile: torch.compile failed ({first_line(e, 200)}); "
                                  "run without --compile") from e
             raise
+
+    def where(self) -> str:
+        """Where the trials run, for the live view: the Ray node's address and the device; ""
+        for this machine's CPU."""
+        return records.place(records.node_of(self.owner), str(self.data.train_x.device))
 
     def _original(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
         """The interrupted or killed trial this one is the retry of (``records.RETRY_OF``), if any."""
@@ -267,8 +284,26 @@ class Objective:
             while len(self.kept) > keep:
                 self._displaced.append(self.kept.pop()[1])
 
+    def _did_not_fit(self, trial: optuna.Trial, batch_size: int) -> None:
+        """Remembered on the trial, so that later trials on this kind of device draw smaller
+        batches (:class:`tuner.study.fits.FitSampler`)."""
+        device = device_kind(self.data.train_x.device)
+        trial.set_user_attr(records.DOES_NOT_FIT, {"device": device, "batch_size": batch_size})
+
+    def _check_fits(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """After a trial that did not fit: :class:`UsageError` when the space has no smaller batch."""
+        if not isinstance(found := trial.user_attrs.get(records.DOES_NOT_FIT), dict):
+            return
+        limit, number = records.fit_limit(study.get_trials(deepcopy=False), found["device"]) or (0, 0)
+        if not smaller_batches(self.space.get("batch_size"), limit):
+            raise UsageError(f"{trial.user_attrs.get(records.FAIL_REASON)} on {found['device']}, and the space "
+                             f"has no batch size below {limit} (trial {number}): allow smaller ones "
+                             "(--space batch_size=8,16) or use a device with more memory")
+
     def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        """Optuna callback: the trial is stored; remove what it displaced (not a reference)."""
+        """Optuna callback: the trial is stored; remove what it displaced (not a reference); stop
+        the study when no batch size of the space fits any more."""
+        self._check_fits(study, trial)
         if not self._displaced or self.artifacts is None:
             return
         numbers, self._displaced = set(self._displaced), []

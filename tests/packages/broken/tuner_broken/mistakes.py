@@ -46,3 +46,22 @@ class _OutOfMemoryAbove(nn.Module):
 
 
 oomnet = Architecture(build=lambda shape, hp: _OutOfMemoryAbove(shape), description="runs out of memory")
+
+
+class _OutOfMemoryFrom256(nn.Module):
+    """Out of memory at every training step, one image included, when its trial's batch size is
+    256 or more: as on a GPU whose memory the trials' optimizer state or other trials take."""
+
+    def __init__(self, shape, batch_size):
+        super().__init__()
+        self.fc = nn.Linear(shape.channels * shape.height * shape.width, shape.num_classes)
+        self.crowded = batch_size >= 256
+
+    def forward(self, x):
+        if self.training and self.crowded:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return self.fc(x.flatten(1))
+
+
+crowdnet = Architecture(build=lambda shape, hp: _OutOfMemoryFrom256(shape, hp.batch_size),
+                        description="out of memory at batch size 256 and above")
