@@ -142,6 +142,29 @@ def test_a_killed_driver_leaves_no_trial_running_once_run_again(tmp_path, cluste
     assert all(row["node"] for row in shown["trials"] if row["state"] == "COMPLETE")
 
 
+def test_ctrl_c_stops_the_ray_trials_as_interrupted_and_the_same_command_resumes(tmp_path, cluster):
+    env = {**os.environ, **cluster["env"], "TUNER_OFFLINE": "1"}
+    args = ["optimize", "--plugin", "mlp-digits", "--epochs", "40", "--ray", cluster["address"], "--quiet",
+            "--checkpoint-every", "0", "--pruner", "none"]
+    driver = subprocess.Popen([TUNER, *args, "--trials", "3"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    running = _wait_for(tmp_path, driver, lambda trials: next(
+        (t.number for t in trials if t.state.name == "RUNNING" and t.user_attrs.get("checkpoint")), None))
+    assert running is not None, "no trial started"
+    driver.send_signal(signal.SIGINT)  # the terminal's Ctrl-C
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130 and "Traceback" not in err, err
+    said = " ".join(err.split())
+    assert "interrupted: the running trials are stored as failed; run the same command to resume" in said
+    trials_before = {t.number: t.user_attrs for t in _trials(tmp_path)}
+    states = {t.number: (t.state.name, t.user_attrs.get("fail_reason")) for t in _trials(tmp_path)}
+    assert states[running] == ("FAIL", "interrupted") and "RUNNING" not in {s for s, _ in states.values()}
+    run_tuner(*args, "--trials", "1", cwd=tmp_path, env=cluster["env"], check=True)
+    retry = next(t for t in _trials(tmp_path) if t.user_attrs.get("retry_of") == running)
+    assert retry.state.name == "COMPLETE" and len(retry.user_attrs["history"]) == 40
+    assert retry.user_attrs["history"][0] == trials_before[running]["history"][0]  # went on from it, not again
+
+
 def test_a_postgresql_study_runs_on_ray_with_no_proxy_and_no_password_shown(tmp_path, cluster, pg_cluster):
     """--storage URL: each actor opens the server's study itself; weights come back to the
     driver's folder; the password is printed nowhere."""

@@ -93,7 +93,8 @@ def optimize(quiet: bool, **fields: Any) -> None:
         except KeyboardInterrupt as e:
             stop = e
     if stop is not None:
-        err.print(f"interrupted: the running trial{'s are' if options.jobs > 1 else ' is'} stored as failed; "
+        several = options.jobs > 1 or options.ray is not None
+        err.print(f"interrupted: the running trial{'s are' if several else ' is'} stored as failed; "
                   "run the same command to resume")
     else:
         measure_test_accuracy(prepared)
