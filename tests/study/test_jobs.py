@@ -9,6 +9,7 @@ import os
 
 import optuna
 import pytest
+import torch
 from helpers import run_tuner
 from torch import nn
 
@@ -72,3 +73,19 @@ def test_jobs_takes_a_number_or_auto(tmp_path):
     done = run_tuner("optimize", "--plugin", "mlp-digits", "--jobs", "many", cwd=tmp_path)
     assert done.returncode == 2 and "'many' is not a whole number or auto" in done.stderr
     assert not (tmp_path / "studies").exists()
+
+
+def test_a_model_that_does_not_fit_one_image_is_one_line(data):
+    from tuner.errors import UsageError
+    from tuner.study.jobs import auto_jobs
+
+    class Huge(nn.Module):
+        def forward(self, x):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    arch = Architecture(build=lambda shape, hp: nn.Sequential(nn.Flatten(), nn.Linear(shape.height * shape.width, 10),
+                                                               Huge()),
+                        description="never fits")
+    hp = Hyperparameters(lr=0.01, batch_size=64, optimizer="sgd", scheduler="none")
+    with pytest.raises(UsageError, match="--jobs auto: one image does not fit in memory"):
+        auto_jobs(arch, data, hp, ["cpu"], 64)

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 
 from tuner.contract import Choice, Fixed, IntRange, Param
+from tuner.errors import UsageError
+from tuner.training.loop import DoesNotFit
 from tuner.training.memory import data_bytes, step_peak_bytes
 
 PROCESS_BYTES = 550 * 2**20  # a worker with torch, Optuna and tuner imported: 523 MiB RSS, measured
@@ -90,6 +92,9 @@ def free_memory(device: torch.device, devices: list[str]) -> list[int]:
 def auto_jobs(arch, data, hp, devices: list[str], most: int) -> JobsPlan:  # type: ignore[no-untyped-def]
     """Measure a step of ``hp`` (already at the largest batch size) on ``data``'s device, and plan."""
     device = data.train_x.device
-    step = step_peak_bytes(arch, data, hp)
+    try:
+        step = step_peak_bytes(arch, data, hp)
+    except DoesNotFit as e:
+        raise UsageError(f"--jobs auto: {e}, so not even one trial fits; use a device with more memory") from None
     cores = os.cpu_count() or 1
     return plan(step, data_bytes(data), free_memory(device, devices), cores, device.type, hp.batch_size, most)
