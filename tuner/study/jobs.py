@@ -45,7 +45,8 @@ class JobsPlan:
                "of data"
         fit = min(self.fits()) * len(self.free)
         where = f"{len(self.free)} GPU{'s' if len(self.free) > 1 else ''}" if self.device == "cuda" else "memory"
-        bound = "CPU cores" if self.jobs == self.cores and self.cores < fit else "memory"
+        bound = "memory" if self.jobs == max(1, fit) and fit <= self.cores else \
+            "CPU cores" if self.jobs == self.cores else "the most --jobs takes"
         return (f"--jobs auto: {self.jobs} trial{'s' if self.jobs > 1 else ''} at once (a trial holds {each}; "
                 f"{fit} fit in {sum(self.free) / 2**30:,.1f} GiB free {where}, {self.cores} CPU cores; "
                 f"bound by {bound})")
