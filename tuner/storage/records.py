@@ -28,7 +28,7 @@ PROCESS = "process"  # {"host", "pid", "started"} of the process running it (tun
 FAIL_REASON = "fail_reason"  # why it failed; a FAIL without one was killed
 PRUNE_REASON = "prune_reason"  # why the pruner stopped it
 WEIGHTS = "weights"  # {"artifact_id", "sha256", "bytes", "file"}, or a path (before the store)
-CHECKPOINT = "checkpoint"  # {"artifact_id", "epoch", "sha256"}: the running trial's last saved state
+CHECKPOINT = "checkpoint"  # {"artifact_id", "epoch", "sha256", "slot"}: the running trial's last saved state
 RETRY_OF = "retry_of"  # the number of the interrupted or killed trial this one goes on from
 # How the sampler drew it (tuner.study.prior): PRIOR (around the reference) or AROUND_BEST (around
 # the best trial so far); absent when the wrapped sampler drew it.

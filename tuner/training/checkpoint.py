@@ -3,9 +3,11 @@ again by its retry, so that an interrupted or killed trial goes on from its last
 
 What is saved is all a seeded trial's next epoch depends on: the model, the optimizer, the
 scheduler, the batch order's generator, torch's global generator (dropout masks) and the epoch;
-the history rows are on the trial itself. One file per trial, replaced atomically each time
-(the folder store writes beside it, then renames); the trial records where it is and which
-epoch it holds (``records.CHECKPOINT``). A retry is queued by :mod:`tuner.study.prepare` with
+the history rows are on the trial itself. Two files per trial, written in turn (the folder store
+writes beside one, then renames), and the trial records which one holds which epoch
+(``records.CHECKPOINT``) after it is written: a trial stopped between the two (the file of a
+new epoch written, its record not yet: a Ray actor killed by Ctrl-C) still records a file whose
+hash matches, the one before. A retry is queued by :mod:`tuner.study.prepare` with
 ``records.RETRY_OF``; it loads the state, reports the epochs already trained, and trains on.
 """
 
@@ -29,10 +31,15 @@ if TYPE_CHECKING:
     from tuner.storage.weights import StudyArtifacts
 
 
-def _artifact_id(study: optuna.Study, number: int) -> str:
-    """A fixed name per trial, so each save replaces the last (no Optuna artifact record each
-    epoch); the study's name in it, since several studies may share one store."""
-    return f"checkpoint-{hashlib.sha256(study.study_name.encode()).hexdigest()[:16]}-trial-{number}.pt"
+SLOTS = (0, 1)
+
+
+def _artifact_id(study: optuna.Study, number: int, slot: int | None) -> str:
+    """A fixed name per trial and slot, so each save replaces the one before last (no Optuna
+    artifact record each epoch); the study's name in it, since several studies may share one
+    store. Slot None: the one file per trial of studies made before the slots."""
+    tail = "" if slot is None else f"-{slot}"
+    return f"checkpoint-{hashlib.sha256(study.study_name.encode()).hexdigest()[:16]}-trial-{number}{tail}.pt"
 
 
 def save(trial: optuna.Trial, trainer: Trainer, epoch: int, artifacts: StudyArtifacts) -> dict[str, Any]:
@@ -49,9 +56,11 @@ def save(trial: optuna.Trial, trainer: Trainer, epoch: int, artifacts: StudyArti
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getvalue()
-    artifact_id = _artifact_id(trial.study, trial.number)
+    last = trial.user_attrs.get(records.CHECKPOINT)
+    slot = 1 - last.get("slot", 1) if isinstance(last, dict) else 0  # never the file the record names
+    artifact_id = _artifact_id(trial.study, trial.number, slot)
     artifacts.store.write(artifact_id, io.BytesIO(data))
-    record = {"artifact_id": artifact_id, "epoch": epoch, "sha256": hashlib.sha256(data).hexdigest()}
+    record = {"artifact_id": artifact_id, "epoch": epoch, "sha256": hashlib.sha256(data).hexdigest(), "slot": slot}
     trial.set_user_attr(records.CHECKPOINT, record)
     return record
 
@@ -81,6 +90,7 @@ def restore(trainer: Trainer, original: FrozenTrial, artifacts: StudyArtifacts) 
 
 
 def remove(study: optuna.Study, number: int, artifacts: StudyArtifacts) -> None:
-    """The trial's checkpoint, no longer needed (it finished, or its retry did)."""
-    with contextlib.suppress(ArtifactNotFound, OSError):
-        artifacts.store.remove(_artifact_id(study, number))
+    """The trial's checkpoints, no longer needed (it finished, or its retry did)."""
+    for slot in (*SLOTS, None):
+        with contextlib.suppress(ArtifactNotFound, OSError):
+            artifacts.store.remove(_artifact_id(study, number, slot))
