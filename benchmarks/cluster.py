@@ -7,10 +7,12 @@
 2. The storage proxy: a 2 s trial (10 epochs of 0.2 s of single-thread matrix products, as a
    1-CPU actor trains) with a tuner trial's bookkeeping — 10 parameters drawn by tuner's TPE
    (one read of the study per trial), 4 records, then per epoch a history row, a report and
-   tuner's median pruner's question — timed against the SQLite storage directly, through
-   Optuna's gRPC proxy served from another process (as the ``--ray`` driver serves it). The
-   overhead is the extra time the trial's own thread waits in storage calls, as a share of the
-   trial (whole-trial wall times are printed too; they move with the machine by more).
+   tuner's median pruner's question — timed against the SQLite storage directly, and through
+   the gRPC proxy served from another process (as the ``--ray`` driver serves it) with Optuna's
+   own client and with tuner's batching client (tuner.storage.proxy, what ``--ray`` actors use).
+   The overhead is the extra time the trial's own thread waits in storage calls, as a share of
+   the trial (whole-trial wall times are printed too; they move with the machine by more), with
+   the round trips each client made a trial.
 
     python benchmarks/cluster.py                        # mlp-digits, 20 trials × 5 epochs
     python benchmarks/cluster.py --trials 40 --proxy-trials 10 --proxy-repeats 5
@@ -107,17 +109,19 @@ def bookkeeping(trial: optuna.Trial, products: int = 0) -> float:
                         "lr_next": 0.01, "seconds": 0.2})
         trial.set_user_attr("history", history)
         trial.report(0.9 + epoch / 1000, epoch)
-        trial.should_prune()
+        if epoch + 1 < EPOCHS:  # as tuner: no question after the last epoch
+            trial.should_prune()
     return 0.9
 
 
 def _serve(path: str, port: int, ready) -> None:  # type: ignore[no-untyped-def]
-    """The driver's side: tuner's own SQLite storage served through Optuna's gRPC proxy."""
+    """The driver's side: a SQLite storage served as ``--ray`` serves it (Optuna's proxy server,
+    with tuner's batch method added; a plain GrpcStorageProxy client does not use it)."""
     from optuna.storages import RDBStorage, get_storage
-    from optuna.storages._grpc.server import make_server
 
-    server = make_server(get_storage(RDBStorage(f"sqlite:///{path}")), "127.0.0.1", port)
-    server.start()
+    from tuner.storage.proxy import serve
+
+    server = serve(get_storage(RDBStorage(f"sqlite:///{path}")), "127.0.0.1", port)
     ready.set()
     server.wait_for_termination()
 
@@ -126,7 +130,7 @@ class _Waited:
     """Wraps a storage: the seconds the trial's own thread spends in its calls (what the trial waits for)."""
 
     def __init__(self, base: optuna.storages.BaseStorage) -> None:
-        self.base, self.seconds, self.thread = base, 0.0, threading.current_thread()
+        self.base, self.seconds, self.calls, self.thread = base, 0.0, 0, threading.current_thread()
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         found = getattr(self.base, name)
@@ -138,40 +142,46 @@ class _Waited:
             try:
                 return found(*args, **kwargs)
             finally:
+                self.calls += 1
                 if threading.current_thread() is self.thread:
                     self.seconds += time.perf_counter() - started
         return timed
 
 
-def _per_trial(storage: optuna.storages.BaseStorage, n: int, products: int) -> tuple[float, float]:
-    """Wall seconds per trial, and seconds per trial its thread waited for the storage."""
+def _per_trial(storage: optuna.storages.BaseStorage, n: int, products: int) -> tuple[float, float, float]:
+    """Wall seconds per trial, seconds per trial its thread waited for the storage, and round
+    trips per trial (each call is one, but a batching client's batch is one)."""
     waited = _Waited(storage)
     study = optuna.create_study(storage=waited, direction="maximize", sampler=make_sampler("tpe", 0),  # type: ignore[arg-type]
                                 pruner=make_pruner("median", EPOCHS, 3, None))
     study.optimize(lambda t: bookkeeping(t, products), n_trials=3)  # warm-up: connections, imports
-    started, waited.seconds = time.perf_counter(), 0.0
+    trips = lambda: getattr(storage, "round_trips", waited.calls)  # noqa: E731
+    started, waited.seconds, before = time.perf_counter(), 0.0, trips()
     study.optimize(lambda t: bookkeeping(t, products), n_trials=n)
-    return (time.perf_counter() - started) / n, waited.seconds / n
+    return (time.perf_counter() - started) / n, waited.seconds / n, (trips() - before) / n
 
 
-def proxy_cost(n: int) -> dict[str, tuple[float, float]]:
-    """:func:`_per_trial` with SQLite directly, and through the proxy."""
+def proxy_cost(n: int) -> dict[str, tuple[float, float, float]]:
+    """:func:`_per_trial` with SQLite directly, through Optuna's proxy client, and through
+    tuner's batching client (what ``--ray`` actors use); each proxy served from another process."""
     import multiprocessing as mp
 
     from optuna.storages import GrpcStorageProxy, RDBStorage, get_storage
 
+    from tuner.storage.proxy import BatchingProxy
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     folder = Path(tempfile.mkdtemp())
     products = _compute_for(EPOCH_S)
     results = {"SQLite directly": _per_trial(get_storage(RDBStorage(f"sqlite:///{folder / 'a.db'}")), n, products)}
     ctx = mp.get_context("spawn")
-    for name in ("gRPC proxy",):
+    clients = {"gRPC proxy, Optuna's client": GrpcStorageProxy, "gRPC proxy, batched (--ray)": BatchingProxy}
+    for name, client in clients.items():
         port, ready = _free_port(), ctx.Event()
         server = ctx.Process(target=_serve, args=(str(folder / f"{len(results)}.db"), port, ready), daemon=True)
         server.start()
         ready.wait()
-        proxy = GrpcStorageProxy(host="127.0.0.1", port=port)
+        proxy = client(host="127.0.0.1", port=port)
         proxy.wait_server_ready(timeout=30)
         results[name] = _per_trial(proxy, n, products)
         proxy.close()
@@ -210,12 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\na {EPOCHS * EPOCH_S:.0f} s trial with its bookkeeping ({args.proxy_trials} trials × {args.proxy_repeats} "
           f"repeats, TPE, median pruner, {EPOCHS} epochs); the proxy served from another process. Median "
           "of the repeats; 'waits' is the time the trial's own thread spent in storage calls:")
-    print(f"  {'storage':<28}{'wall s/trial':>13}{'waits ms/trial':>16}{'waits vs SQLite':>17}{'share of 2 s':>14}")
+    print(f"  {'storage':<30}{'round trips':>12}{'wall s/trial':>13}{'waits ms/trial':>16}{'waits vs SQLite':>17}"
+          f"{'share of 2 s':>14}")
     direct = statistics.median(r["SQLite directly"][1] for r in runs)
     for name in runs[0]:
         wall = statistics.median(r[name][0] for r in runs)
         waits = statistics.median(r[name][1] for r in runs)
-        print(f"  {name:<28}{wall:>13.3f}{1000 * waits:>16.1f}{1000 * (waits - direct):>+16.1f} "
+        trips = statistics.median(r[name][2] for r in runs)
+        print(f"  {name:<30}{trips if 'proxy' in name else 0:>12.1f}{wall:>13.3f}{1000 * waits:>16.1f}"
+              f"{1000 * (waits - direct):>+16.1f} "
               f"{100 * (waits - direct) / (EPOCHS * EPOCH_S):>+12.2f}%")
     print(json.dumps({"rows": rows, "trial_s": runs}))
     return 0

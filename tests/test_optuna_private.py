@@ -99,31 +99,27 @@ def test_a_sampler_writes_on_the_trial_it_draws_through_the_storage(tmp_path):
     assert any(t.user_attrs.get(records.DRAWN) == records.PRIOR for t in prior.trials)
 
 
-def test_the_grpc_proxy_server_is_made_started_and_stopped(tmp_path):
-    """tuner.study.cluster: the public run_grpc_proxy_server blocks until killed; make_server
-    gives a server the --ray driver starts and stops, serving its study to the actors."""
-    import socket  # grpcio comes with tuner[ray], part of the test install
-
+def test_the_grpc_proxy_pieces_tuner_builds_on_are_still_there():
+    """tuner.storage.proxy: the server is built from Optuna's servicer and generated service
+    (the public run_grpc_proxy_server blocks until killed and hides them); the client replaces
+    GrpcStorageProxy's stub, which its methods and its trial cache call by Optuna's method names
+    with Optuna's request messages. Behaviour: tests/storage/test_proxy.py."""
     from optuna.storages import GrpcStorageProxy
-    from optuna.storages._grpc.server import make_server
+    from optuna.storages._grpc import client
+    from optuna.storages._grpc.auto_generated import api_pb2, api_pb2_grpc
+    from optuna.storages._grpc.servicer import OptunaStorageProxyService
 
-    study = _study(tmp_path)
-    study.set_user_attr("served", True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = make_server(study._storage, "127.0.0.1", port)
-    server.start()
-    try:
-        proxy = GrpcStorageProxy(host="127.0.0.1", port=port)
-        proxy.wait_server_ready(timeout=30)
-        remote = optuna.load_study(study_name=study.study_name, storage=proxy)
-        assert remote.user_attrs == {"served": True}
-        remote.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
-        assert len(study.get_trials(deepcopy=False)) == 2  # written through to the served storage
-        proxy.close()
-    finally:
-        server.stop(grace=None)
+    assert callable(api_pb2_grpc.add_StorageServiceServicer_to_server)
+    assert list(inspect.signature(OptunaStorageProxyService).parameters) == ["storage"]
+    service = api_pb2.DESCRIPTOR.services_by_name["StorageService"]
+    names = {m.name for m in service.methods}
+    assert {"SetTrialParameter", "SetTrialUserAttribute", "SetTrialSystemAttribute", "SetTrialIntermediateValue",
+            "SetTrialStateValues", "GetTrials", "GetTrial", "CreateNewTrial"} <= names
+    assert all(hasattr(OptunaStorageProxyService, name) for name in names)
+    assert api_pb2.SetTrialUserAttributeRequest(trial_id=1, key="k").key == "k"
+    setup = inspect.getsource(GrpcStorageProxy._setup)
+    assert "self._channel" in setup and "self._stub" in setup and "GrpcClientCache(self._stub)" in setup
+    assert "self.grpc_client.GetTrials(" in inspect.getsource(client.GrpcClientCache)
 
 
 def test_a_trial_whose_ray_driver_is_gone_is_failed(tmp_path):

@@ -193,8 +193,7 @@ def test_twenty_trials_on_two_nodes_and_a_lost_node_costs_one_trial(tmp_path, cl
     def running_on_second(trials):  # once a trial finished there, the next one that trains there
         if not any(t.state.name == "COMPLETE" and _node(t) == second for t in trials):
             return None
-        return next((t.number for t in trials if t.state.name == "RUNNING" and t.user_attrs.get("history")
-                     and _node(t) == second), None)
+        return next((t.number for t in trials if t.state.name == "RUNNING" and _node(t) == second), None)
 
     on_second = _wait_for(tmp_path, driver, running_on_second)
     assert on_second is not None, "no trial ran on the second node"

@@ -7,6 +7,7 @@
 - :mod:`tuner.storage.stale`: trials whose process died, failed (and a killed reference queued again).
 - :mod:`tuner.storage.stores`: where a study's artifact store is, and the stores themselves.
 - :mod:`tuner.storage.weights`: a trial's weights saved, found, checked and tidied.
+- :mod:`tuner.storage.proxy`: a SQLite study served to ``--ray`` actors, a trial's writes batched.
 
 Nothing here imports torch at module level, nor the modules that train or run a study.
 """

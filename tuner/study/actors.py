@@ -28,6 +28,7 @@ from tuner.runtime.liveness import identity
 from tuner.runtime.logs import quiet_libraries
 from tuner.storage.location import locate
 from tuner.storage.opening import storage_for
+from tuner.storage.proxy import BatchingProxy
 from tuner.storage.stores import open_store
 from tuner.study.options import OptimizeOptions
 from tuner.study.parallel import Forward
@@ -75,9 +76,7 @@ def _storage(options: OptimizeOptions, proxy: ProxyAddress) -> optuna.storages.B
     if proxy is None:  # a server database: every actor opens it, as a second machine would
         location = locate(options.study or options.plugin, options.db, options.storage)
         return storage_for(location, create=False)
-    from optuna.storages import GrpcStorageProxy
-
-    storage = GrpcStorageProxy(host=proxy[0], port=proxy[1])
+    storage = BatchingProxy(host=proxy[0], port=proxy[1])
     storage.wait_server_ready(timeout=60)
     return storage
 

@@ -30,6 +30,7 @@ import optuna
 from tuner.errors import TunerError, UsageError, first_line
 from tuner.runtime.liveness import identity
 from tuner.storage import records
+from tuner.storage.proxy import serve
 from tuner.storage.stale import fail_trials_of
 from tuner.study.options import MAX_JOBS, OptimizeOptions
 from tuner.study.ray_connect import connect
@@ -116,15 +117,9 @@ class _Driver:
         """A SQLite study served through Optuna's gRPC proxy, on this node's address."""
         if prepared.location.db_path is None:
             return None, None
-        # Private module: the public run_grpc_proxy_server blocks until killed; make_server gives
-        # the server to start and stop. Pinned by tests/test_optuna_private.py.
-        from optuna.storages._grpc.server import make_server
-
         host = self.ray.util.get_node_ip_address()
         port = _free_port(host)
-        server = make_server(self.study._storage, host, port)
-        server.start()
-        return server, (host, port)
+        return serve(self.study._storage, host, port), (host, port)
 
     def _slot(self) -> _Slot:
         actor = self._new()
