@@ -24,7 +24,10 @@ Searchers (Optuna at its defaults, the reference queued first):
     tuner-noprior the same with --prior none
 
 ``--bad-reference``: the reference's learning rate divided by 1000 (for every searcher), to
-show what a poor prior costs. Peers from other libraries (``--searchers ... ray-asha
+show what a poor prior costs. ``--jobs 2``: tuner's and Optuna's searchers run two trials at a
+time, each drawn while the other trains (threads of this process, which share torch's random
+generator: a trial's dropout masks then differ from the same trial run alone; tuner's ``--jobs``
+workers are processes). Peers from other libraries (``--searchers ... ray-asha
 neps-priorband``: Ray Tune ASHA, NePS PriorBand) come from benchmarks/search_peers.py and need
 ``pip install -e '.[bench]'``.
 
@@ -122,22 +125,28 @@ class Result:
         return next((e for e, score in self.ends if score >= target), None)
 
 
-def run_searcher(name: str, setup: Setup, budget: int) -> Result:
-    """One study of ``name`` until ``budget`` epochs are trained; trials ending after it do not count."""
+def run_searcher(name: str, setup: Setup, budget: int, jobs: int = 1) -> Result:
+    """One study of ``name`` until ``budget`` epochs are trained; trials ending after it do not
+    count. ``jobs`` > 1: trials run that many at a time (threads on one study, as ``--jobs``
+    workers share one), each drawn while the others run; their epochs count in the order the
+    trials end."""
     sampler, pruner = SEARCHERS[name](setup)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     space = build_space(setup.arch)
     enqueue_reference(study, setup.arch.reference, space)
     objective = Objective(arch=setup.arch, data=setup.data, space=space, epochs=setup.epochs, seed=setup.seed)
-    trained, ends, started = 0, [], time.perf_counter()
+    trained, ends, started, seen = 0, [], time.perf_counter(), 0
+    counted: list[optuna.trial.FrozenTrial] = []
     while trained < budget:
-        study.optimize(objective, n_trials=1, catch=(Exception,))
-        trial = study.trials[-1]
-        history = trial.user_attrs.get(records.HISTORY, [])
-        trained += len(history)
-        if history and trained <= budget:
-            ends.append((trained, history[-1]["val_accuracy"]))
-    counted = study.trials[: len(ends)]
+        study.optimize(objective, n_trials=jobs, n_jobs=jobs, catch=(Exception,))
+        new = sorted(study.trials[seen:], key=lambda t: t.datetime_complete)
+        seen += len(new)
+        for trial in new:
+            history = trial.user_attrs.get(records.HISTORY, [])
+            trained += len(history)
+            if history and trained <= budget:
+                ends.append((trained, history[-1]["val_accuracy"]))
+                counted.append(trial)
     done = [t for t in counted if t.state.name in ("COMPLETE", "PRUNED")]
     return Result(
         searcher=name, ends=ends, best=max((s for _, s in ends), default=0.0), trials=len(ends),
@@ -212,17 +221,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--bad-reference", action="store_true", help="the reference's lr / 1000")
     parser.add_argument("--no-regret", action="store_true", help="skip the side runs of pruned trials")
+    parser.add_argument("--jobs", type=int, default=1, help="trials at a time (tuner's and Optuna's searchers)")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     print(f"search benchmark: {args.seeds} seeds, {args.epochs} epochs a trial, budget {args.budget} epochs, "
-          f"{args.max_train} training images of real MNIST, CPU{', reference lr / 1000' if args.bad_reference else ''}")
+          f"{args.max_train} training images of real MNIST, CPU{', reference lr / 1000' if args.bad_reference else ''}"
+          f"{f', {args.jobs} trials at a time' if args.jobs > 1 else ''}")
     failed = False
     for plugin in args.pairs:
         rows: dict[str, list[tuple[Result, float]]] = {name: [] for name in args.searchers}
         for seed in range(args.seeds):
             setup = setup_for(plugin, seed, args)
-            results = {name: (run_peer if name in PEERS else run_searcher)(name, setup, args.budget)
-                       for name in args.searchers}
+            results = {name: run_peer(name, setup, args.budget) if name in PEERS
+                       else run_searcher(name, setup, args.budget, args.jobs) for name in args.searchers}
             reference = next(iter(results.values())).ends[0][1]
             target = min(reference + standard_error(reference, len(setup.data.val_y)), 1.0)
             for name, r in results.items():

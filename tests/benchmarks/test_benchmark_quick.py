@@ -39,3 +39,19 @@ def test_the_search_benchmark_runs_every_optuna_searcher_and_counts_pruning_regr
     for name in ("tpe", "tpe+median", "tpe+hyperband", "tuner", "tuner-noprior"):
         assert name in rows, proc.stdout
     assert "target" in proc.stdout and "epochs to target" in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_search_benchmark_runs_two_trials_at_a_time(mnist_dir):
+    """``--jobs 2``: two trials of one study at a time, their epochs counted as they end; every
+    trial of the budget is counted once (12 epochs of 3-epoch trials, none pruned: 4 trials)."""
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/search.py", "--pairs", "mlp-mnist", "--seeds", "1", "--budget", "12",
+         "--epochs", "3", "--max-train", "600", "--data-dir", str(mnist_dir), "--searchers", "tpe",
+         "--jobs", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 trials at a time" in proc.stdout
+    row = next(line.split() for line in proc.stdout.splitlines() if line.startswith("tpe "))
+    assert row[-6] == "4", proc.stdout  # the trials column: 12 epochs / 3
