@@ -48,16 +48,11 @@ AT_ONCE = frozenset({records.PROCESS, records.CHECKPOINT})
 MAX_WAIT_S = 1.0  # a write that has waited this long goes with the next one: rows of slow epochs show
 
 
-def _messages() -> Any:
+def _methods() -> dict[str, tuple[Any, Any]]:
+    """Each method of Optuna's storage service: its request and reply message types."""
     # Private module: the proxy's generated messages. Pinned by tests/test_optuna_private.py.
     from optuna.storages._grpc.auto_generated import api_pb2
 
-    return api_pb2
-
-
-def _methods() -> dict[str, tuple[Any, Any]]:
-    """Each method of Optuna's storage service: its request and reply message types."""
-    api_pb2 = _messages()
     service = api_pb2.DESCRIPTOR.services_by_name["StorageService"]
     return {m.name: (getattr(api_pb2, m.input_type.name), getattr(api_pb2, m.output_type.name))
             for m in service.methods}
@@ -97,13 +92,15 @@ class _Applier:
         self.lock = threading.Lock()
 
     def _write(self, calls: list[tuple[str, Any]]) -> None:
-        for name, request in calls:
-            try:
-                getattr(self.servicer, name)(request, _Background())
-            except _Refused as e:  # the trial was finished meanwhile (its node declared lost)
-                log.warning("a running trial's %s was refused by the study: %s", name, e)
-        with self.lock:
-            self.waiting -= len(calls)
+        try:
+            for name, request in calls:
+                try:
+                    getattr(self.servicer, name)(request, _Background())
+                except _Refused as e:  # the trial was finished meanwhile (its node declared lost)
+                    log.warning("a running trial's %s was refused by the study: %s", name, e)
+        finally:  # a database error reaches the call that waits for these, if one does
+            with self.lock:
+                self.waiting -= len(calls)
 
     def __call__(self, frame: bytes, context: Any) -> bytes:
         import grpc
@@ -178,21 +175,29 @@ class _Stub:
                                  if not (n == name and r.trial_id == request.trial_id and r.key == request.key)]
             self._waiting.append((name, request))
         if at_once:
-            self._call(None, None)
+            self._flush()
         return self._methods[name][1]()
 
-    def _call(self, name: str | None, request: Any) -> Any:
+    def _take(self) -> list[tuple[str, Any]]:
         with self._lock:
             waiting, self._waiting = self._waiting, []
-        if name is None and not waiting:
-            return None
-        self.round_trips += 1
+        return waiting
+
+    def _flush(self) -> None:
+        """The waiting writes, the last one as the call they came with (the server waits for it)."""
+        if waiting := self._take():
+            self._send(waiting)
+
+    def _call(self, name: str, request: Any) -> Any:
+        waiting = self._take()
         if not waiting and name == "GetTrials":  # nothing to carry, nothing to wait for
+            self.round_trips += 1
             return self._stub.GetTrials(request)
-        if name is None:  # only writes: the last one is "the call they came with"
-            name, request = waiting.pop()
-        reply = self._apply(_frame([*waiting, (name, request)]))
-        return self._methods[name][1].FromString(reply)
+        return self._send([*waiting, (name, request)])
+
+    def _send(self, calls: list[tuple[str, Any]]) -> Any:
+        self.round_trips += 1
+        return self._methods[calls[-1][0]][1].FromString(self._apply(_frame(calls)))
 
 
 class BatchingProxy(GrpcStorageProxy):
