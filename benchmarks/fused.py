@@ -11,13 +11,25 @@ would between two thread counts, so the largest gap belongs to the K's highest l
     python benchmarks/fused.py                                       # mlp-mnist, K = 2 4 8
     python benchmarks/fused.py --plugin lenet-mnist --fuse 4 --epochs 1
     python benchmarks/fused.py --device cuda --plugin net-cifar2 --fuse 8 16 32
+
+``--study N``: instead, the same seeded study of N trials run by the real command twice, side by
+side: ``tuner optimize --fuse 1`` and ``--fuse K`` for each K given (no pruning, so that both
+train every trial to its last epoch); wall seconds of the whole command, trials per hour, and
+the best validation accuracy each found.
+
+    python benchmarks/fused.py --study 32 --fuse 8 --epochs 3 --max-train 6000
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from _common import study_parser
@@ -45,13 +57,49 @@ def timed(fn) -> tuple[float, list[float]]:
     return time.perf_counter() - started, accuracies
 
 
+TUNER = shutil.which("tuner", path=str(Path(sys.executable).parent)) or "tuner"
+
+
+def study(args, k: str, cwd: Path) -> tuple[float, int, float]:  # type: ignore[no-untyped-def]
+    """``tuner optimize --fuse k`` run as a user runs it: wall seconds, trials, best validation accuracy."""
+    import optuna
+
+    command = [TUNER, "optimize", "--plugin", args.plugin, "--trials", str(args.study), "--epochs",
+               str(args.epochs), "--seed", str(args.seed), "--max-train", str(args.max_train or 6000),
+               "--data-dir", str(args.data_dir), "--pruner", "none", "--fuse", str(k), "--device", args.device,
+               "--study", f"fuse-{k}", "--quiet"]
+    started = time.perf_counter()
+    subprocess.run(command, cwd=cwd, check=True, capture_output=True, env={**os.environ, "TUNER_OFFLINE": "1"})
+    wall = time.perf_counter() - started
+    trials = optuna.load_study(study_name=f"fuse-{k}", storage=f"sqlite:///{cwd / 'studies' / f'fuse-{k}.db'}").trials
+    return wall, len(trials), max(t.value for t in trials if t.value is not None)
+
+
+def studies(args) -> int:  # type: ignore[no-untyped-def]
+    print(f"{args.plugin}: {args.study} trials of {args.epochs} epochs, --max-train {args.max_train or 6000}, "
+          f"no pruning, seed {args.seed}, device {args.device}, {os.cpu_count()} CPU cores, torch {torch.__version__}")
+    print(f"{'--fuse':>7}{'wall s':>9}{'trials':>8}{'trials/h':>10}{'vs --fuse 1':>13}{'best val':>10}")
+    with tempfile.TemporaryDirectory() as folder:
+        base = None
+        for k in ["1", *args.fuse]:
+            wall, n, best = study(args, k, Path(folder))
+            rate = n / wall * 3600
+            base = base or rate
+            print(f"{k:>7}{wall:>9.1f}{n:>8}{rate:>10,.0f}{rate / base:>12.2f}×{100 * best:>9.2f}%")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, plugin="mlp-mnist", trials=0, epochs=2)
-    parser.add_argument("--fuse", type=int, nargs="+", default=[2, 4, 8])
+    parser.add_argument("--fuse", nargs="+", default=["2", "4", "8"], help="cohort sizes (--study: also auto)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--study", type=int, default=None, metavar="N",
+                        help="compare whole `tuner optimize` studies of N trials instead")
     args = parser.parse_args(argv)
+    if args.study:
+        return studies(args)
     max_train = args.max_train or 6000
     pair = load_pair(args.plugin)
     device = torch.device(args.device)
@@ -69,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    for k in args.fuse:
+    for k in map(int, args.fuse):
         hps = settings(k, args.batch_size, args.optimizer, pair.arch.has_dropout)
         seeds = [1000 + i for i in range(k)]
 

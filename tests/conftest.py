@@ -26,6 +26,11 @@ def slow_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def unfusable_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return pip_install_target(PACKAGES / "unfusable", tmp_path_factory.mktemp("unfusable-site"))
+
+
+@pytest.fixture(scope="session")
 def broken_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return pip_install_target(PACKAGES / "broken", tmp_path_factory.mktemp("broken-site"))
 

@@ -130,3 +130,23 @@ def test_a_trial_whose_ray_driver_is_gone_is_failed(tmp_path):
     trial.set_user_attr(records.PROCESS, {"host": "another-node", "pid": 7, "started": 1,
                                           "driver": {"host": host(), "pid": 2**22 + 12345, "started": 1}})
     assert fail_dead_trials(study) == [0]
+
+
+def test_a_trial_asked_outside_optimize_keeps_a_heartbeat(tmp_path):
+    """tuner.study.cohorts: a cohort's trials are asked and told, not run by ``study.optimize``, and
+    keep their heartbeats with the thread ``study.optimize`` itself starts."""
+    import time
+
+    from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+
+    storage = optuna.storages.RDBStorage(sqlite_url(tmp_path / "h.db"), heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(storage=storage, direction="maximize")
+    assert is_heartbeat_enabled(study._storage)
+    trial = study.ask()
+    with get_heartbeat_thread(trial._trial_id, study._storage):
+        time.sleep(3)
+        optuna.storages.fail_stale_trials(study)
+        assert study.get_trials(deepcopy=False)[0].state == TrialState.RUNNING  # its heart beats
+    time.sleep(3)
+    optuna.storages.fail_stale_trials(study)
+    assert study.get_trials(deepcopy=False)[0].state == TrialState.FAIL  # stopped beating: stale

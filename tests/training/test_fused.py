@@ -14,6 +14,7 @@ from tuner.data.prepared import load_data
 from tuner.data.split import DEFAULT_VAL_FRACTION
 from tuner.plugins.pair import load_pair
 from tuner.training.fused import CannotFuse, Cohort
+from tuner.training.fusing import PAYS, check, probe
 from tuner.training.loop import evaluate, start_training
 
 
@@ -119,3 +120,51 @@ def test_members_that_cannot_share_a_step_are_refused(data):
     widths = [Hyperparameters(lr=0.1, batch_size=64, dropout=0.1, extra={"width": w}) for w in (16, 32)]
     with pytest.raises(CannotFuse, match="differ"):
         Cohort(DROPPED, data, widths, seeds=[0, 1])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_member_goes_on_alone_from_where_the_cohort_left_it(data, optimizer):
+    """What a member's checkpoint holds (:meth:`Cohort.trainer`): trained on alone for an epoch,
+    it ends where it would have ended in the cohort (weights, moments, schedule, batch order)."""
+    hps = [Hyperparameters(lr=lr, batch_size=64, optimizer=optimizer, plateau_patience=0, plateau_factor=0.5)
+           for lr in ((0.05, 0.02) if optimizer == "sgd" else (1e-3, 3e-3))]
+    arch = _mlp() if optimizer == "sgd" else _sigmoid_mlp()
+    cohort = Cohort(arch, data, hps, seeds=[3, 4])
+    cohort.epoch()
+    trainers = [cohort.trainer(k, seed) for k, seed in enumerate((3, 4))]
+    fused = cohort.epoch()
+    for k, trainer in enumerate(trainers):
+        alone = trainer.epoch()
+        assert alone.lr == pytest.approx(fused[k].lr) and trainer.lr == pytest.approx(cohort.lrs[k])
+        assert alone.val_loss == pytest.approx(fused[k].val_loss, rel=1e-3)
+        mine = cohort.model(k).state_dict()
+        for name, tensor in trainer.model.state_dict().items():
+            torch.testing.assert_close(mine[name], tensor, rtol=1e-3, atol=1e-4, msg=f"member {k}: {name}")
+
+
+class _Gated(nn.Module):
+    """Reads a tensor's value in Python: vmap refuses it."""
+
+    def __init__(self, inputs: int, classes: int) -> None:
+        super().__init__()
+        self.out = nn.Linear(inputs, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        return self.out(x) if x.mean() > -1 else self.out(-x)
+
+
+def test_the_probe_says_why_a_model_cannot_be_fused_and_times_one_that_can(data):
+    gated = Architecture(build=lambda shape, hp: _Gated(shape.channels * shape.height * shape.width,
+                                                         shape.num_classes), description="gated")
+    hp = Hyperparameters(lr=0.05, batch_size=64, optimizer="sgd")
+    why = check(gated, data, hp)
+    assert why.startswith("the model cannot be fused: ") and "data-dependent" in why
+    assert probe(gated, data, hp).size == 1
+    before = torch.get_rng_state()
+    plan = probe(_mlp(), data, hp, most=4)
+    assert torch.equal(torch.get_rng_state(), before)  # a seeded study draws as without the probe
+    assert set(plan.ratios) <= {2, 4} and plan.ratios and all(r > 0 for r in plan.ratios.values())
+    best = max(plan.ratios, key=plan.ratios.get)
+    assert plan.size == (best if plan.ratios[best] >= PAYS else 1)
+    assert plan.line().startswith("--fuse auto: ") and "K 2: " in plan.line()

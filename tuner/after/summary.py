@@ -185,6 +185,6 @@ def trials_json(study: optuna.Study, views: list[TrialView]) -> dict[str, Any]:
     """What ``tuner trials --json`` prints."""
     rows = [{"number": v.number, "state": v.state, "value": v.value, "params": acting(v.hparams), "epochs": v.history,
              "duration_s": v.duration_s, "reason": v.reason, "reference": v.reference, "drawn": v.drawn,
-             "device": v.device, "node": v.node}
+             "device": v.device, "node": v.node, "cohort": v.cohort}
             for v in views]
     return {"study": study.study_name, "counts": records.state_counts(study), "trials": rows}

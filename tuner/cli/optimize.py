@@ -17,7 +17,7 @@ from tuner.study.options import AUTO, Flag, OptimizeOptions
 
 
 class _Trials(click.ParamType):
-    """``--trials`` and ``--jobs``: a whole number, or auto."""
+    """``--trials``, ``--jobs`` and ``--fuse``: a whole number, or auto."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -45,7 +45,7 @@ def _click_option(f: dataclasses.Field) -> Callable[[Callable[..., Any]], Callab
         kwargs["default"] = f.default
     if isinstance(flag.type, tuple):
         kwargs["type"] = click.Choice(flag.type)
-    elif flag.type in ("trials", "jobs"):
+    elif flag.type in ("trials", "jobs", "fuse"):
         kwargs["type"] = _Trials(flag.type)
     elif flag.type == "path":
         kwargs["type"] = click.Path(dir_okay=False)
@@ -83,7 +83,7 @@ def optimize(quiet: bool, **fields: Any) -> None:
         trackers = loggers(options.mlflow, options.study or options.plugin, options.plugin)
         callbacks = [progress, *trackers]
         prepared = prepare_study(options, listener=progress)
-        progress.jobs = options.jobs  # --jobs auto: the number it chose
+        progress.jobs = options.jobs * options.fuse  # --jobs auto, --fuse: the numbers chosen
     _print_start(prepared)
     _print_estimate(prepared, progress)
     stop = None
@@ -148,6 +148,8 @@ def _print_start(prepared: Any) -> None:
     )
     if prepared.jobs_plan is not None:
         out.print(prepared.jobs_plan.line(), soft_wrap=True, highlight=False)
+    if prepared.fuse_plan is not None:
+        out.print(prepared.fuse_plan.line(), soft_wrap=True, highlight=False)
     folder = prepared.artifacts.folder
     if folder is None or folder.is_dir():
         out.print(f"weights kept in {prepared.artifacts.shown}", soft_wrap=True)

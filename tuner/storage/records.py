@@ -30,6 +30,7 @@ PRUNE_REASON = "prune_reason"  # why the pruner stopped it
 WEIGHTS = "weights"  # {"artifact_id", "sha256", "bytes", "file"}, or a path (before the store)
 CHECKPOINT = "checkpoint"  # {"artifact_id", "epoch", "sha256", "slot"}: the running trial's last saved state
 RETRY_OF = "retry_of"  # the number of the interrupted or killed trial this one goes on from
+COHORT = "cohort"  # the numbers of the trials trained with it as one fused model (--fuse)
 # How the sampler drew it (tuner.study.prior): PRIOR (around the reference) or AROUND_BEST (around
 # the best trial so far); absent when the wrapped sampler drew it.
 DRAWN = "drawn"
@@ -78,6 +79,7 @@ class TrialView:
     drawn: str | None = None  # DRAWN: "prior", "best", or None (the sampler, or queued)
     device: str | None = None  # where it trained (its recipe's), e.g. "cuda:1" for a --jobs worker
     node: str | None = None  # the Ray node's address, for a --ray trial
+    cohort: list[int] | None = None  # COHORT: the trials it trained with as one fused model (--fuse)
 
     @property
     def epochs_run(self) -> int:
@@ -118,6 +120,7 @@ def view(trial: FrozenTrial) -> TrialView:
         started=trial.datetime_start,
         completed=trial.datetime_complete,
         drawn=attrs.get(DRAWN),
+        cohort=attrs.get(COHORT),
         device=(attrs.get(RECIPE) or {}).get("device"),
         node=node_of(attrs.get(PROCESS)),
     )

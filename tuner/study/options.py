@@ -23,6 +23,7 @@ AUTO = "auto"  # --trials auto (tuner.study.stopping)
 DEFAULT_EPOCHS = 10
 DEFAULT_SEED = 0
 MAX_JOBS = 64
+MAX_FUSE = 64
 _NAME_MAX = 200  # a study name is a file name (plus ".db", ".artifacts") in the studies folder
 DATA_DIR_HELP = "Dataset folder (default: $TUNER_DATA_DIR, else ~/.cache/tuner/data)."
 
@@ -91,6 +92,10 @@ class OptimizeOptions:
                              "GPU alone); with --device cuda, over every GPU. auto: as many as fit, from one "
                              "measured step at the largest batch size. With more than 1, --seed no longer fixes "
                              "the draws.", type="jobs", short="-j", show_default=True, metavar="N|auto")
+    fuse: int | str | None = option(None, "Train K trials at once as one stacked model (K small models fill a "
+                                    "device one cannot); each is still its own trial. auto: K from a short probe "
+                                    "on the device (1 where fusing does not pay); 1: off [default: auto on a "
+                                    "GPU, 1 on a CPU].", type="fuse", metavar="K|auto")
     ray: str | None = option(None, "Run the trials in Ray actors that Ray places across its cluster: auto (the "
                              "cluster this machine is a node of), HOST:PORT (its head) or local (start Ray "
                              "here). Needs tuner[ray]; docs/scale-out.md.", metavar="ADDRESS")
@@ -123,6 +128,8 @@ class OptimizeOptions:
             self.trials = AUTO
         if isinstance(self.jobs, str) and self.jobs.strip().lower() == AUTO:
             self.jobs = AUTO
+        if isinstance(self.fuse, str) and self.fuse.strip().lower() == AUTO:
+            self.fuse = AUTO
         self.space = tuple(self.space)
 
     @property
@@ -164,6 +171,15 @@ class OptimizeOptions:
             raise UsageError(f"--jobs takes a whole number or auto, got {self.jobs!r}")
         if self.jobs != AUTO and not 1 <= self.jobs <= MAX_JOBS:
             raise UsageError(f"--jobs must be between 1 and {MAX_JOBS}, got {self.jobs}")
+        if self.fuse not in (None, AUTO) and (not isinstance(self.fuse, int) or isinstance(self.fuse, bool)):
+            raise UsageError(f"--fuse takes a whole number or auto, got {self.fuse!r}")
+        if isinstance(self.fuse, int) and not 1 <= self.fuse <= MAX_FUSE:
+            raise UsageError(f"--fuse must be between 1 and {MAX_FUSE}, got {self.fuse}")
+        if self.compile and self.fuse not in (None, 1):
+            raise UsageError("--fuse and --compile: a fused cohort is not compiled; choose one of them")
+        if self.ray is not None and self.fuse not in (None, 1):
+            raise UsageError("--fuse with --ray is not built yet: each Ray actor trains one trial at a time; "
+                             "use --fuse with or without --jobs on one machine")
         if not (math.isfinite(self.checkpoint_every) and self.checkpoint_every >= 0):
             raise UsageError(f"--checkpoint-every must be a number of seconds >= 0, got {self.checkpoint_every}")
         if self.pruner_startup < 0 or (self.pruner_warmup is not None and self.pruner_warmup < 0):

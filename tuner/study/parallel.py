@@ -40,6 +40,7 @@ from tuner.runtime.collector import LongLivedHeap
 from tuner.runtime.logs import quiet_libraries
 from tuner.storage.opening import written
 from tuner.storage.stale import fail_dead_trials
+from tuner.study.cohorts import CohortRunner
 from tuner.training.device import worker_devices
 from tuner.training.loop import EpochResult
 from tuner.training.trial import Listener
@@ -88,13 +89,18 @@ def _lost_worker(study: optuna.Study, index: int, exitcode: int | None) -> None:
     log.warning("worker %d %s; %s; the other workers go on", index, how, what)
 
 
-def _claim(tickets: Any, budget: int | None) -> bool:
-    """Take one trial from the shared budget; False when it is spent."""
+def _claim(tickets: Any, budget: int | None, most: int = 1) -> int:
+    """Take up to ``most`` trials from the shared budget; how many (0 when it is spent)."""
     with tickets.get_lock():
-        if budget is not None and tickets.value >= budget:
-            return False
-        tickets.value += 1
-        return True
+        taken = most if budget is None else max(0, min(most, budget - tickets.value))
+        tickets.value += taken
+        return taken
+
+
+def _give_back(tickets: Any, count: int) -> None:
+    """Trials claimed and not drawn (a cohort that came out smaller) go back to the budget."""
+    with tickets.get_lock():
+        tickets.value -= count
 
 
 def _worker(index: int, prepare: Callable[..., Any], options: Any, budget: int | None, deadline: float | None,
@@ -114,11 +120,16 @@ def _worker(index: int, prepare: Callable[..., Any], options: Any, budget: int |
             events.put(("finished", trial))
 
         with LongLivedHeap() as heap, written(prepared.location):
+            callbacks = [prepared.objective.after_trial, finished, heap]
+            fuse = options.fuse if isinstance(options.fuse, int) else 1  # --fuse: cohorts (tuner.study.cohorts)
+            runner = CohortRunner(prepared.study, prepared.objective, fuse, callbacks)
             while (interrupt.pending() is None and (deadline is None or time.time() < deadline)
-                   and not prepared.objective.timed_out and _claim(tickets, budget)):
-                prepared.study.optimize(prepared.objective, n_trials=1, catch=(TrialFailed,),
-                                        callbacks=[prepared.objective.after_trial, finished, heap],
-                                        gc_after_trial=False)
+                   and not prepared.objective.timed_out and (claimed := _claim(tickets, budget, runner.size))):
+                if runner.size == 1:
+                    prepared.study.optimize(prepared.objective, n_trials=1, catch=(TrialFailed,),
+                                            callbacks=callbacks, gc_after_trial=False)
+                else:
+                    _give_back(tickets, claimed - runner.run_one(claimed))
         interrupt.check()
     except KeyboardInterrupt:
         events.put(("stopped", index))

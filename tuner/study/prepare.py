@@ -32,10 +32,11 @@ from tuner.storage.stale import fail_dead_trials, queue_retries
 from tuner.storage.stores import choose_spec
 from tuner.storage.weights import StudyArtifacts
 from tuner.study.jobs import JobsPlan, auto_jobs, largest_batch
-from tuner.study.options import AUTO, DEFAULT_EPOCHS, DEFAULT_SEED, MAX_JOBS, OptimizeOptions
+from tuner.study.options import AUTO, DEFAULT_EPOCHS, DEFAULT_SEED, MAX_FUSE, MAX_JOBS, OptimizeOptions
 from tuner.study.samplers import make_pruner, make_sampler
 from tuner.training.check import contract_step
 from tuner.training.device import device_kind, resolve_device, worker_devices
+from tuner.training.fusing import FusePlan, check, probe
 from tuner.training.space import (
     build_space,
     describe,
@@ -64,6 +65,7 @@ class PreparedStudy:
     options: OptimizeOptions | None = None
     artifacts: StudyArtifacts | None = None
     jobs_plan: JobsPlan | None = None  # what --jobs auto chose, and why
+    fuse_plan: FusePlan | None = None  # what --fuse chose, and why
 
 
 @dataclass
@@ -96,6 +98,7 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
         log.warning("the search space differs from the one this study was created with")
     data = load_data(inputs.pair, inputs.data_dir, inputs.device, settings)
     jobs_plan = None if joining else _plan_jobs(inputs, options, data)
+    fuse_plan = None if joining else _plan_fuse(inputs, options, data)
     # The first torch optimizer imports torch._dynamo: pay for it now, so that it is not counted
     # in trial 0's time (the reference's time would look worse than it is).
     importlib.import_module("torch._dynamo")
@@ -121,7 +124,7 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
         objective.listener = listener
     objective.kept = [(t.value, t.number) for t in records.best_first(study.get_trials(deepcopy=False))[:keep]]
     return PreparedStudy(inputs.pair, study, inputs.location, objective, data, inputs.device, created, settings,
-                         options, artifacts, jobs_plan)
+                         options, artifacts, jobs_plan, fuse_plan)
 
 
 def _open_locked(storage: optuna.storages.BaseStorage, inputs: _Inputs, options: OptimizeOptions,
@@ -161,6 +164,25 @@ def _plan_jobs(inputs: _Inputs, options: OptimizeOptions, data: PreparedData) ->
     devices = sorted(set(worker_devices(options.device, MAX_JOBS)))
     plan = auto_jobs(inputs.pair.arch, data, largest, devices, MAX_JOBS)
     options.jobs = plan.jobs
+    return plan
+
+
+def _plan_fuse(inputs: _Inputs, options: OptimizeOptions, data: PreparedData) -> FusePlan | None:
+    """``--fuse`` made a number (tuner.training.fusing): auto probes the device at the reference's
+    settings; K is checked by one fused step; unset, auto on a GPU and 1 on a CPU (measured there:
+    docs/benchmarks.md, and a probe's timing would make a seeded study's cohorts differ by load)."""
+    if options.fuse is None:
+        options.fuse = AUTO if inputs.device.type == "cuda" and not options.compile else 1
+    if options.fuse == 1:
+        return None
+    hp = hyperparameters({}, base=inputs.pair.arch.reference)
+    if options.fuse == AUTO:
+        plan = probe(inputs.pair.arch, data, hp, most=options.trial_budget or MAX_FUSE)
+    else:
+        why_not = check(inputs.pair.arch, data, hp)
+        plan = FusePlan(1 if why_not else options.fuse, str(data.train_x.device), why_not=why_not,
+                        asked=options.fuse)
+    options.fuse = plan.size
     return plan
 
 

@@ -12,6 +12,7 @@ from tuner.runtime import interrupt
 from tuner.runtime.collector import LongLivedHeap
 from tuner.storage import records
 from tuner.storage.opening import written
+from tuner.study.cohorts import CohortRunner
 from tuner.study.options import AUTO
 from tuner.study.parallel import run_parallel
 from tuner.study.prepare import PreparedStudy, prepare_study
@@ -23,7 +24,8 @@ def run_study(
     callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
     jobs: int = 1,
 ) -> None:
-    """Run trials, ``jobs`` at a time (see :mod:`tuner.study.parallel`). Failed trials (NaN loss,
+    """Run trials, ``jobs`` at a time (see :mod:`tuner.study.parallel`), each process ``--fuse``
+    at a time as one cohort (:mod:`tuner.study.cohorts`). Failed trials (NaN loss,
     out of memory) are recorded and the study goes on; Ctrl-C ends the running trials as failed
     ("interrupted") and propagates. ``timeout``: no trial starts after it, and one whose next
     epoch would end after it stops (``Objective.deadline``). ``trials="auto"``: until
@@ -38,6 +40,8 @@ def run_study(
         stopper, trials = StopAtNoise(len(prepared.data.val_y)), AUTO_MAX
         callbacks = [*callbacks, stopper]
     assert trials is None or isinstance(trials, int)
+    fuse = prepared.options.fuse if prepared.options is not None else 1  # a number: prepare_study chose it
+    assert isinstance(fuse, int)
     try:
         with written(prepared.location):
             if prepared.options is not None and prepared.options.ray is not None:
@@ -55,6 +59,12 @@ def run_study(
                              listener=prepared.objective.listener, callbacks=callbacks,
                              device_type=prepared.device.type,
                              closed=None if stopper is None else lambda: stopper.reason is not None)
+            elif fuse > 1:
+                with LongLivedHeap() as heap, interrupt.deferred():
+                    runner = CohortRunner(prepared.study, prepared.objective, fuse,
+                                          [prepared.objective.after_trial, *callbacks, heap, interrupt.stop_study,
+                                           prepared.objective.stop_at_deadline])
+                    runner.run(trials)
             else:
                 with LongLivedHeap() as heap, interrupt.deferred():
                     prepared.study.optimize(

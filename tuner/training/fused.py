@@ -20,7 +20,9 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from collections.abc import Sequence
+import time
+import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +33,14 @@ from tuner.contract import Architecture, Hyperparameters
 from tuner.data.prepared import PreparedData
 from tuner.errors import TunerError
 from tuner.runtime import interrupt
-from tuner.training.loop import EpochResult, autocast, eval_batch_size, make_scheduler
+from tuner.training.loop import (
+    PROGRESS_S,
+    EpochResult,
+    Trainer,
+    autocast,
+    eval_batch_size,
+    make_scheduler,
+)
 
 #: What every member of a cohort has in common, besides the architecture and the plugin's own
 #: hyperparameters (``extra``: a width changes the model's shapes).
@@ -109,6 +118,8 @@ class Cohort:
         self.state: dict[str, dict[str, torch.Tensor]] = {}  # optimizer state per parameter
         self.steps = 0
         self.members = list(range(len(hps)))
+        self.on_batch: Callable[[int, int], None] | None = None
+        self._cols: tuple[list[float], dict[str, dict[int, torch.Tensor]]] | None = None  # per-member scalars
         self.generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
         # torch.optim's schedules, each on a stand-in optimizer holding one member's lr.
         self.stand_ins = [torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=hp.lr) for hp in hps]
@@ -125,6 +136,7 @@ class Cohort:
         self.buffers = {n: b[rows] for n, b in self.buffers.items()}
         self.state = {n: {k: v[rows] for k, v in s.items()} for n, s in self.state.items()}
         self.members = list(members)
+        self._cols = None
 
     def _losses(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         def one(params, buffers, x, y):
@@ -134,7 +146,8 @@ class Cohort:
             return vmap(one, randomness="different")(self.params, self.buffers, xs, ys)
 
     def train_epoch(self) -> torch.Tensor:
-        """One pass over the training set for every member; their mean losses, (K,) on the device."""
+        """One pass over the training set for every member; their mean losses, (K,) on the device.
+        ``on_batch(done, batches)``, when set, hears how far it is, as :class:`Trainer`'s does."""
         n = len(self.data.train_y)
         bs = min(self.hps[self.members[0]].batch_size, n)
         orders = torch.stack([torch.randperm(n, device=self.device, generator=self.generators[k])
@@ -143,19 +156,31 @@ class Cohort:
         if n % bs == 1 and len(bounds) > 2:
             del bounds[-2]  # a last batch of one breaks BatchNorm: folded into the one before, as alone
         total = torch.zeros(len(self.members), device=self.device)
+        report, batches = self.on_batch, len(bounds) - 1
+        if report is not None:
+            report(0, batches)
+        told = time.perf_counter()
+        with interrupt.interruptible():
+            for done, (start, end) in enumerate(itertools.pairwise(bounds), 1):
+                interrupt.check()
+                total += self.step(orders[:, start:end]) * (end - start)
+                if report is not None and (now := time.perf_counter()) - told >= PROGRESS_S:
+                    report(done, batches)
+                    told = now
+        return total / n
+
+    def step(self, idx: torch.Tensor) -> torch.Tensor:
+        """One optimizer step of every member, member ``i`` on its training examples ``idx[i]``;
+        their mean losses, (K,), detached."""
         self.base.train()
         hp = [self.hps[k] for k in self.members]
-        cols = self._scalars(hp, self.lrs)
-        with interrupt.interruptible():
-            for start, end in itertools.pairwise(bounds):
-                interrupt.check()
-                idx = orders[:, start:end]
-                xs = self.data.fit(self.data.train_x[idx.reshape(-1)]).unflatten(0, idx.shape)
-                losses = self._losses(xs, self.data.train_y[idx])
-                grads = torch.autograd.grad(losses.sum(), list(self.params.values()))
-                self._update(dict(zip(self.params, grads, strict=True)), hp, cols)
-                total += losses.detach() * (end - start)
-        return total / n
+        if self._cols is None or self._cols[0] != self.lrs:
+            self._cols = (self.lrs, self._scalars(hp, self.lrs))
+        xs = self.data.fit(self.data.train_x[idx.reshape(-1)]).unflatten(0, idx.shape)
+        losses = self._losses(xs, self.data.train_y[idx])
+        grads = torch.autograd.grad(losses.sum(), list(self.params.values()))
+        self._update(dict(zip(self.params, grads, strict=True)), hp, self._cols[1])
+        return losses.detach()
 
     def _scalars(self, hp: list[Hyperparameters], lr: list[float]) -> dict[str, dict[int, torch.Tensor]]:
         """This epoch's per-member scalars, one column per rank of the stacked tensors."""
@@ -231,15 +256,41 @@ class Cohort:
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(val_loss[i])
             elif scheduler is not None:
-                scheduler.step()
+                with warnings.catch_warnings():  # its stand-in optimizer never steps: the cohort's does
+                    warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler.step\(\)` before", UserWarning)
+                    scheduler.step()
             results.append(EpochResult(train[i], val_loss[i], val_acc[i], lrs[i]))
         return results
 
     def model(self, member: int) -> nn.Module:
         """Member ``member``'s model as a plain module of the architecture (weights to save)."""
         row = self.members.index(member)
-        plain = self.arch.build(self.data.shape, self.hps[member]).to(self.device)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            plain = self.arch.build(self.data.shape, self.hps[member]).to(self.device)  # dropout's stream untouched
         state = plain.state_dict()
         stacked = {**self.params, **self.buffers}
         plain.load_state_dict({name: stacked[name][row].detach().clone() for name in state})
         return plain
+
+    def trainer(self, member: int, seed: int) -> Trainer:
+        """Member ``member`` as the :class:`Trainer` that trains it alone, in the state it has
+        reached (weights, optimizer moments, schedule, batch order): what a checkpoint saves, so
+        that the retry of an interrupted member goes on alone from there."""
+        row, hp = self.members.index(member), self.hps[member]
+        trainer = Trainer(self.model(member), hp, self.data, seed=seed, amp=self.amp)
+        trainer.generator.set_state(self.generators[member].get_state())
+        for (name, _), p in zip(trainer.model.named_parameters(), trainer.model.parameters(), strict=True):
+            state = self.state.get(name)
+            if not state:
+                continue
+            if hp.optimizer == "sgd":
+                trainer.optimizer.state[p] = {"momentum_buffer": state["momentum"][row].clone()}
+            else:
+                trainer.optimizer.state[p] = {"step": torch.tensor(float(self.steps)),
+                                              "exp_avg": state["m"][row].clone(),
+                                              "exp_avg_sq": state["v"][row].clone()}
+        if trainer.scheduler is not None:
+            trainer.scheduler.load_state_dict(self.schedulers[member].state_dict())
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = self.stand_ins[member].param_groups[0]["lr"]
+        return trainer

@@ -124,27 +124,27 @@ class Objective:
         return hyperparameters(sample(trial, self.space)), False
 
     def __call__(self, trial: optuna.Trial) -> float:
-        trainer = None
         try:
             interrupt.check()  # asked to stop while the trial was being drawn
-            # Which process runs it: a resume fails it at once if this process dies (tuner.runtime.liveness).
-            trial.set_user_attr(records.PROCESS, {**identity(), **self.owner})
-            hp, is_reference = self.hyperparameters_for(trial)
-            trial.set_user_attr(records.HPARAMS, acting(hp.as_dict()))  # what trained, not what was inert
+            hp, is_reference, seed = self.begin(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr(records.FAIL_REASON, records.INTERRUPTED)
+            raise
+        return self.train(trial, hp, is_reference, seed)
+
+    def train(self, trial: optuna.Trial, hp: Hyperparameters, is_reference: bool, seed: int) -> float:
+        """Train a trial :meth:`begin` drew (a retry from its original's checkpoint); its value."""
+        trainer = None
+        try:
             original = self._original(trial)
-            recipe = original.user_attrs.get(records.RECIPE) if original is not None else None
-            seed = recipe["trial_seed"] if recipe else trial_seed(self.seed, trial.number)
-            trial.set_user_attr(records.RECIPE, recipe or {**self.recipe, "trial_seed": seed,
-                                                           "threads": torch.get_num_threads()})
-            self.listener.trial_started(trial.number, hp.as_dict(), is_reference, self.where())
             trainer = start_training(self.arch, self.data, hp, seed, self.compile)
             history = self._go_on_from(trial, trainer, original) if original is not None else []
             value = self._train(trial, trainer, history)
-            self._keep_weights(trial, trainer, value, is_reference)
-            self._drop_checkpoints(trial, original)
+            self.keep_weights(trial, trainer.model, value, is_reference)
+            self.drop_checkpoints(trial, original)
             return value
         except optuna.TrialPruned:
-            self._drop_checkpoints(trial, self._original(trial))
+            self.drop_checkpoints(trial, self._original(trial))
             raise
         except torch.cuda.OutOfMemoryError as e:
             del trainer
@@ -173,6 +173,21 @@ class Objective:
                                  "run without --compile") from e
             raise
 
+    def begin(self, trial: optuna.Trial) -> tuple[Hyperparameters, bool, int]:
+        """Draw the trial's hyperparameters and record who runs it and how: its settings, whether
+        it is the reference, and its seed (a retry's is its original's)."""
+        # Which process runs it: a resume fails it at once if this process dies (tuner.runtime.liveness).
+        trial.set_user_attr(records.PROCESS, {**identity(), **self.owner})
+        hp, is_reference = self.hyperparameters_for(trial)
+        trial.set_user_attr(records.HPARAMS, acting(hp.as_dict()))  # what trained, not what was inert
+        original = self._original(trial)
+        recipe = original.user_attrs.get(records.RECIPE) if original is not None else None
+        seed = recipe["trial_seed"] if recipe else trial_seed(self.seed, trial.number)
+        trial.set_user_attr(records.RECIPE, recipe or {**self.recipe, "trial_seed": seed,
+                                                       "threads": torch.get_num_threads()})
+        self.listener.trial_started(trial.number, hp.as_dict(), is_reference, self.where())
+        return hp, is_reference, seed
+
     def where(self) -> str:
         """Where the trials run, for the live view: the Ray node's address and the device; ""
         for this machine's CPU."""
@@ -195,7 +210,7 @@ class Objective:
         trial.set_user_attr(records.HISTORY, history)
         return history
 
-    def _drop_checkpoints(self, trial: optuna.Trial, original: optuna.trial.FrozenTrial | None) -> None:
+    def drop_checkpoints(self, trial: optuna.Trial, original: optuna.trial.FrozenTrial | None) -> None:
         """The trial's own checkpoint and its original's, once they are no longer needed."""
         if self.artifacts is None:
             return
@@ -269,7 +284,7 @@ class Objective:
         if self.timed_out:
             study.stop()
 
-    def _keep_weights(self, trial: optuna.Trial, trainer: Trainer, value: float, reference: bool) -> None:
+    def keep_weights(self, trial: optuna.Trial, model: torch.nn.Module, value: float, reference: bool) -> None:
         """Save the reference's weights and those of a trial that enters the best ``keep``."""
         if self.artifacts is None:
             return
@@ -277,7 +292,7 @@ class Objective:
         enters = len(self.kept) < keep or value > self.kept[-1][0]
         if not (reference or enters):
             return
-        self.artifacts.save(trial, trainer.model)
+        self.artifacts.save(trial, model)
         if enters:
             self.kept.append((value, trial.number))
             self.kept.sort(key=lambda k: rank(*k))
