@@ -25,7 +25,7 @@ from typing import Any
 import optuna
 import torch
 from optuna.samplers import PartialFixedSampler
-from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled  # pinned: tests/test_optuna_private.py
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled  # tests/test_optuna_private.py
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.contract import Fixed, Hyperparameters, Param
