@@ -17,7 +17,7 @@ side: ``tuner optimize --fuse 1`` and ``--fuse K`` for each K given (no pruning,
 train every trial to its last epoch); wall seconds of the whole command, trials per hour, and
 the best validation accuracy each found.
 
-    python benchmarks/fused.py --study 32 --fuse 8 --epochs 3 --max-train 6000
+    python benchmarks/fused.py --study 32 --fuse auto 8 16 --epochs 3 --max-train 6000 --repeats 3
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,8 +61,11 @@ def timed(fn) -> tuple[float, list[float]]:
 TUNER = shutil.which("tuner", path=str(Path(sys.executable).parent)) or "tuner"
 
 
-def study(args, k: str, cwd: Path) -> tuple[float, int, float]:  # type: ignore[no-untyped-def]
-    """``tuner optimize --fuse k`` run as a user runs it: wall seconds, trials, best validation accuracy."""
+def study(args, k: str, cwd: Path) -> tuple[float, float, int, float, str, float | None]:  # type: ignore[no-untyped-def]
+    """``tuner optimize --fuse k`` run as a user runs it: wall seconds of the command, seconds from
+    the first trial's start to the last one's end, trials, best validation accuracy, the cohort
+    size it trained with (auto's choice), and the seconds from the first trial's start until a
+    trial beat the reference (None: none did)."""
     import optuna
 
     command = [TUNER, "optimize", "--plugin", args.plugin, "--trials", str(args.study), "--epochs",
@@ -69,23 +73,50 @@ def study(args, k: str, cwd: Path) -> tuple[float, int, float]:  # type: ignore[
                "--data-dir", str(args.data_dir), "--pruner", "none", "--fuse", str(k), "--device", args.device,
                "--study", f"fuse-{k}", "--quiet"]
     started = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=True, capture_output=True, env={**os.environ, "TUNER_OFFLINE": "1"})
+    proc = subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True,
+                          env={**os.environ, "TUNER_OFFLINE": "1"})
     wall = time.perf_counter() - started
     trials = optuna.load_study(study_name=f"fuse-{k}", storage=f"sqlite:///{cwd / 'studies' / f'fuse-{k}.db'}").trials
-    return wall, len(trials), max(t.value for t in trials if t.value is not None)
+    start = min(t.datetime_start for t in trials)
+    span = (max(t.datetime_complete for t in trials) - start).total_seconds()
+    reference = next(t.value for t in trials if t.user_attrs.get("reference"))
+    beat = [(t.datetime_complete - start).total_seconds() for t in trials
+            if t.value is not None and t.value > reference]
+    said = next((line for line in proc.stdout.splitlines() if line.startswith("--fuse")), "")
+    chosen = "1" if k == "1" or "one trial at a time" in said else said.split(": ")[1].split()[0] if said else k
+    return wall, span, len(trials), max(t.value for t in trials if t.value is not None), chosen, min(beat, default=None)
 
 
 def studies(args) -> int:  # type: ignore[no-untyped-def]
+    """Each contender's study ``--repeats`` times, the contenders interleaved (a slow spell of the
+    machine falls on all of them); medians, with the spread of the ratio over the repeats."""
     print(f"{args.plugin}: {args.study} trials of {args.epochs} epochs, --max-train {args.max_train or 6000}, "
-          f"no pruning, seed {args.seed}, device {args.device}, {os.cpu_count()} CPU cores, torch {torch.__version__}")
-    print(f"{'--fuse':>7}{'wall s':>9}{'trials':>8}{'trials/h':>10}{'vs --fuse 1':>13}{'best val':>10}")
+          f"no pruning, seed {args.seed}, device {args.device}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+          f"median of {args.repeats} runs each, interleaved")
+    print("wall: the whole command (start-up, data, the probe, the test pass); trials: first trial's start to "
+          "last trial's end; beat ref: from the first trial's start until a trial beat the reference")
+    contenders = ["1", *args.fuse]
+    runs: dict[str, list[tuple[float, float, int, float, str, float | None]]] = {k: [] for k in contenders}
     with tempfile.TemporaryDirectory() as folder:
-        base = None
-        for k in ["1", *args.fuse]:
-            wall, n, best = study(args, k, Path(folder))
-            rate = n / wall * 3600
-            base = base or rate
-            print(f"{k:>7}{wall:>9.1f}{n:>8}{rate:>10,.0f}{rate / base:>12.2f}×{100 * best:>9.2f}%")
+        for repeat in range(args.repeats):
+            for k in contenders:
+                cwd = Path(folder) / f"{k}-{repeat}"
+                cwd.mkdir()
+                runs[k].append(study(args, k, cwd))
+    print(f"{'--fuse':>7}{'K':>6}{'wall s':>9}{'trials s':>10}{'trials':>8}{'trials/h':>10}{'vs --fuse 1':>13}"
+          f"{'trials only (range)':>24}{'best val':>10}{'beat ref s':>12}")
+    base = runs["1"]
+    for k in contenders:
+        mine = runs[k]
+        wall, span = statistics.median(r[0] for r in mine), statistics.median(r[1] for r in mine)
+        n, best, chosen = mine[0][2], mine[0][3], "/".join(sorted({r[4] for r in mine}))
+        beats = [r[5] for r in mine if r[5] is not None]
+        only = sorted(b[1] / r[1] for b, r in zip(base, mine, strict=True))  # each repeat against its own --fuse 1
+        rate = n / wall * 3600
+        print(f"{k:>7}{chosen:>6}{wall:>9.1f}{span:>10.1f}{n:>8}{rate:>10,.0f}"
+              f"{statistics.median(b[0] for b in base) / wall:>12.2f}×"
+              f"{f'{statistics.median(only):.2f}× ({only[0]:.2f}–{only[-1]:.2f})':>24}{100 * best:>9.2f}%"
+              f"{'—' if not beats else f'{statistics.median(beats):.1f}':>12}")
     return 0
 
 
@@ -95,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3, help="--study: runs of each contender")
     parser.add_argument("--study", type=int, default=None, metavar="N",
                         help="compare whole `tuner optimize` studies of N trials instead")
     args = parser.parse_args(argv)

@@ -55,3 +55,20 @@ def test_the_search_benchmark_runs_two_trials_at_a_time(mnist_dir):
     assert "2 trials at a time" in proc.stdout
     row = next(line.split() for line in proc.stdout.splitlines() if line.startswith("tpe "))
     assert row[-6] == "4", proc.stdout  # the trials column: 12 epochs / 3
+
+
+@pytest.mark.slow
+def test_the_fused_benchmark_compares_cohorts_and_whole_studies(mnist_dir):
+    """A quick form of benchmark 11 (benchmarks/fused.py): K trials fused against the same K alone,
+    then the same seeded `tuner optimize` study with and without --fuse. Figures: docs/benchmarks.md."""
+    common = ["--max-train", "600", "--epochs", "1", "--data-dir", str(mnist_dir)]
+    proc = subprocess.run([sys.executable, "benchmarks/fused.py", "--fuse", "2", *common], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert any(line.split()[:1] == ["2"] and "×" in line for line in proc.stdout.splitlines()), proc.stdout
+    study = ["--study", "4", "--fuse", "auto", "2", "--repeats", "1"]
+    proc = subprocess.run([sys.executable, "benchmarks/fused.py", *study, *common], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if line.split()[:1] in (["1"], ["auto"], ["2"])]
+    assert [r[0] for r in rows] == ["1", "auto", "2"] and rows[2][1] == "2" and all(r[4] == "4" for r in rows)

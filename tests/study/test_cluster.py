@@ -104,6 +104,20 @@ def test_quarter_gpu_trials_run_four_at_once_and_never_five(tmp_path, cluster):
     assert {t.user_attrs["process"]["node"]["id"] for t in trials} != {cluster["second_id"]}
 
 
+def test_each_actor_trains_a_fused_cohort_and_the_budget_stays_exact(tmp_path, cluster):
+    # Two actors (one per node), each training cohorts of 3: 7 trials are 3 + 3 + 1.
+    done = run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "7", "--epochs", "2", "--ray",
+                     cluster["address"], "--fuse", "3", "--device", "cpu", "--pruner", "none", "--quiet",
+                     cwd=tmp_path, env=cluster["env"], check=True)
+    assert "--fuse 3: 3 trials trained at once as one model" in done.stdout
+    trials = _trials(tmp_path)
+    assert len(trials) == 7 and all(t.state.name == "COMPLETE" for t in trials)
+    cohorts = {tuple(t.user_attrs["cohort"]) for t in trials if "cohort" in t.user_attrs}
+    assert cohorts and all(len(c) in (2, 3) for c in cohorts)
+    for c in cohorts:  # one actor trained each cohort
+        assert len({json.dumps(trials[n].user_attrs["process"], sort_keys=True) for n in c}) == 1
+
+
 def _wait_for(cwd: Path, driver: subprocess.Popen, found, seconds: float = 240):
     """Poll the study until ``found(trials)`` gives something (the driver still running)."""
     deadline = time.time() + seconds

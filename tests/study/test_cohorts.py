@@ -97,7 +97,7 @@ def test_a_model_that_cannot_be_fused_trains_one_trial_at_a_time(tmp_path, unfus
 @pytest.mark.parametrize(("args", "says"), [
     (["--fuse", "0"], "--fuse must be between 1 and 64, got 0"),
     (["--fuse", "2", "--compile"], "--fuse and --compile"),
-    (["--fuse", "2", "--ray", "local"], "--fuse with --ray is not built yet"),
+    (["--fuse", "auto", "--ray", "local"], "--fuse auto with --ray: the probe would time this machine"),
 ])
 def test_a_fuse_that_cannot_be_is_one_line(tmp_path, args, says):
     proc = run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "2", *args, cwd=tmp_path)

@@ -115,6 +115,20 @@ class TrialRunner:
         """This actor's process record, as its trials store it."""
         return {**identity(), "node": self.node}
 
+    def run_cohort(self, deadline: float | None, size: int) -> tuple[list[optuna.trial.FrozenTrial], bool, int]:
+        """Draw up to ``size`` trials and train them as one cohort (``--fuse``,
+        :class:`tuner.study.cohorts.CohortRunner`); the trials as stored, whether ``--timeout``
+        stopped them, and how many were drawn (fewer than ``size`` go back to the driver's budget)."""
+        from tuner.study.cohorts import CohortRunner
+
+        objective = self.prepared.objective
+        objective.deadline = deadline
+        done: list[optuna.trial.FrozenTrial] = []
+        runner = CohortRunner(self.prepared.study, objective, size,
+                              [objective.after_trial, lambda study, trial: done.append(trial)])
+        drawn = runner.run_one(size)
+        return done, objective.timed_out, drawn
+
     def run_one(self, deadline: float | None) -> tuple[optuna.trial.FrozenTrial | None, bool]:
         """Train one trial of the study; the trial as stored, and whether ``--timeout`` stopped it
         (the driver hands the trial to its callbacks without reading the study again)."""

@@ -5,7 +5,7 @@ then serves a SQLite study to the actors through Optuna's gRPC storage proxy (a 
 server database is opened by each actor itself), starts the weights' keeper on its own node
 (:mod:`tuner.study.actors`), asks Ray for as many trial actors as the cluster fits (each asking
 ``--cpus-per-trial`` and ``--gpus-per-trial``; ``--jobs N`` asks for N and Ray's scheduler runs
-those that fit), and hands out the trial budget one trial per call. Progress events come back
+those that fit), and hands out the trial budget one trial (or one ``--fuse`` cohort) per call. Progress events come back
 through a Ray queue to the live view; finished trials go through the same callbacks as a local
 run's (``--trials auto``, MLflow).
 
@@ -78,6 +78,7 @@ class _Slot:
     process: dict[str, Any] | None = None
     running: Any | None = None
     since: float = 0.0
+    claimed: int = 1  # trials of the budget its running call took (a --fuse cohort: up to K)
 
 
 class _Driver:
@@ -112,6 +113,17 @@ class _Driver:
         self.lost: list[tuple[dict[str, Any], float, bool]] = []  # (process, when, node said dead)
         self.timed_out = False
         self.placed_at = time.monotonic()
+        self.fuse = options.fuse if isinstance(options.fuse, int) else 1
+        self.unused = 0  # trials a cohort claimed and did not draw, not yet given back to the budget
+
+    def start(self, slot: _Slot, deadline: float | None, left: int | None) -> int:
+        """Give ``slot``'s actor its next trial, or its next cohort of up to ``--fuse`` trials
+        (``left``: what the budget still holds); how many trials of the budget it took."""
+        size = self.fuse if left is None else min(self.fuse, left)
+        slot.claimed = size
+        slot.running = slot.actor.run_cohort.remote(deadline, size) if size > 1 else \
+            slot.actor.run_one.remote(deadline)
+        return size
 
     def _serve(self, prepared: Any) -> tuple[Any, tuple[str, int] | None]:
         """A SQLite study served through Optuna's gRPC proxy, on this node's address."""
@@ -195,10 +207,14 @@ class _Driver:
             self.placed_at = time.monotonic()
             return
         slot.running = None
-        trial, timed_out = value
+        if slot.claimed > 1:  # a cohort: its trials, and the budget it did not draw goes back
+            trials, timed_out, drawn = value
+            self.unused += slot.claimed - drawn
+        else:
+            trial, timed_out = value
+            trials = [] if trial is None else [trial]
         self.timed_out |= timed_out
-        if trial is not None:
-            self._finished([trial])
+        self._finished(trials)
 
     def pending(self) -> list[Any]:
         return [ref for s in self.slots for ref in (s.ready, s.running) if ref is not None]
@@ -240,12 +256,12 @@ def run_on_ray(prepared: Any, trials: int | None, timeout: float | None, prepare
                 done, _ = ray.wait(refs, num_returns=1, timeout=0.2)
                 for ref in done:
                     driver.settle(ref)
+            given, driver.unused = given - driver.unused, 0
             stopping = (driver.timed_out or (deadline is not None and time.time() >= deadline)
                         or (closed is not None and closed()) or (trials is not None and given >= trials))
             for slot in driver.slots:
                 if not stopping and slot.process is not None and slot.running is None:
-                    slot.running = slot.actor.run_one.remote(deadline)
-                    given += 1
+                    given += driver.start(slot, deadline, None if trials is None else trials - given)
                     stopping = trials is not None and given >= trials
             driver.judge_lost()
             running = any(s.running is not None for s in driver.slots)

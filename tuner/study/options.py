@@ -177,9 +177,9 @@ class OptimizeOptions:
             raise UsageError(f"--fuse must be between 1 and {MAX_FUSE}, got {self.fuse}")
         if self.compile and self.fuse not in (None, 1):
             raise UsageError("--fuse and --compile: a fused cohort is not compiled; choose one of them")
-        if self.ray is not None and self.fuse not in (None, 1):
-            raise UsageError("--fuse with --ray is not built yet: each Ray actor trains one trial at a time; "
-                             "use --fuse with or without --jobs on one machine")
+        if self.ray is not None and self.fuse == AUTO:
+            raise UsageError("--fuse auto with --ray: the probe would time this machine, not the nodes' devices; "
+                             "give --fuse K (each actor trains K trials at once)")
         if not (math.isfinite(self.checkpoint_every) and self.checkpoint_every >= 0):
             raise UsageError(f"--checkpoint-every must be a number of seconds >= 0, got {self.checkpoint_every}")
         if self.pruner_startup < 0 or (self.pruner_warmup is not None and self.pruner_warmup < 0):

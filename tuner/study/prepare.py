@@ -172,7 +172,7 @@ def _plan_fuse(inputs: _Inputs, options: OptimizeOptions, data: PreparedData) ->
     settings; K is checked by one fused step; unset, auto on a GPU and 1 on a CPU (measured there:
     docs/benchmarks.md, and a probe's timing would make a seeded study's cohorts differ by load)."""
     if options.fuse is None:
-        options.fuse = AUTO if inputs.device.type == "cuda" and not options.compile else 1
+        options.fuse = AUTO if inputs.device.type == "cuda" and not options.compile and options.ray is None else 1
     if options.fuse == 1:
         return None
     hp = hyperparameters({}, base=inputs.pair.arch.reference)
