@@ -48,6 +48,8 @@ def test_each_member_of_a_fused_study_is_its_own_trial(tmp_path):
     member = next(t.number for t in study.trials if t.state.name == "COMPLETE" and t.number != 0)
     again = run_tuner("reproduce", str(db), "--trial", str(member), cwd=tmp_path, check=True)
     assert "reproduced" in again.stdout  # trained alone, it ends where it ended in the cohort
+    others = ", ".join(str(n) for n in next(c for c in cohorts(study) if member in c) if n != member)
+    assert f"it trained fused with trials {others} (--fuse); this trains it alone" in again.stdout
 
 
 class _PruneOne(optuna.pruners.BasePruner):

@@ -4,6 +4,8 @@ a cohort lets differ and are refused when they cannot be stacked."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -168,3 +170,24 @@ def test_the_probe_says_why_a_model_cannot_be_fused_and_times_one_that_can(data)
     best = max(plan.ratios, key=plan.ratios.get)
     assert plan.size == (best if plan.ratios[best] >= PAYS else 1)
     assert plan.line().startswith("--fuse auto: ") and "K 2: " in plan.line()
+
+
+class _Slow(nn.Module):
+    """A step that waits, as a model too big for its device computes."""
+
+    def __init__(self, inputs: int, classes: int) -> None:
+        super().__init__()
+        self.out = nn.Linear(inputs, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.3)
+        return self.out(x.flatten(1))
+
+
+def test_the_probe_times_no_cohort_of_a_compute_bound_step(data):
+    slow = Architecture(build=lambda shape, hp: _Slow(shape.channels * shape.height * shape.width,
+                                                       shape.num_classes), description="slow")
+    started = time.perf_counter()
+    plan = probe(slow, data, Hyperparameters(lr=0.05, batch_size=64, optimizer="sgd"))
+    assert plan.size == 1 and not plan.ratios and "images takes" in plan.why_not
+    assert time.perf_counter() - started < 3  # the fusability check and two small steps, nothing more

@@ -38,9 +38,11 @@ def reproduce(db: str, number: int, study: str | None, tolerance: float, device:
     from tuner.after.summary import pct
     from tuner.cli.views import environment_line
     from tuner.data.loading import default_data_dir
+    from tuner.storage import records
 
     opened, _ = open_target(db, study)
-    trained_trial(opened, number)  # a wrong number is one line, before any header
+    trained = trained_trial(opened, number)  # a wrong number is one line, before any header
+    cohort = [n for n in trained.user_attrs.get(records.COHORT) or [] if n != number]
 
     def show(epoch: int, stored: float, reproduced: float) -> None:
         if not as_json:
@@ -49,6 +51,9 @@ def reproduce(db: str, number: int, study: str | None, tolerance: float, device:
     def header() -> None:  # once plugins and data are found: a missing one is the only line
         if not as_json:
             out.print(f"re-training trial {number} of {opened.study_name} with its stored seed and settings")
+            if cohort:  # --fuse: it trained stacked with others; alone, dropout draws its masks apart
+                out.print(f"it trained fused with trial{'s' if len(cohort) > 1 else ''} "
+                          f"{', '.join(map(str, cohort))} (--fuse); this trains it alone")
             out.print("epoch    stored  reproduced   drift")
 
     given = default_data_dir(data_dir) if data_dir else None

@@ -115,10 +115,16 @@ class CohortRunner:
                 optuna.storages.fail_stale_trials(self.study)
         members, alone = self._draw(size)
         with self._heartbeats([m.trial for m in members] + [m.trial for m in alone]):
-            if members:
-                self._train(members)
-            for m in alone:
-                self._tell_after(m.trial, lambda m=m: self.objective.train(m.trial, m.hp, m.reference, m.seed))
+            waiting = dict(enumerate(alone))
+            try:
+                if members:
+                    self._train(members)
+                for i, m in list(waiting.items()):
+                    del waiting[i]
+                    self._tell_after(m.trial, lambda m=m: self.objective.train(m.trial, m.hp, m.reference, m.seed))
+            except BaseException as e:  # the trials drawn to train alone afterwards, not started yet
+                self._fail_all(waiting, records.INTERRUPTED if isinstance(e, KeyboardInterrupt) else first_line(e, 200))
+                raise
         return len(members) + len(alone)
 
     @contextlib.contextmanager

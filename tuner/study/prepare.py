@@ -173,7 +173,8 @@ def _plan_fuse(inputs: _Inputs, options: OptimizeOptions, data: PreparedData) ->
     docs/benchmarks.md, and a probe's timing would make a seeded study's cohorts differ by load)."""
     if options.fuse is None:
         options.fuse = AUTO if inputs.device.type == "cuda" and not options.compile and options.ray is None else 1
-    if options.fuse == 1:
+    if options.fuse == 1 or (options.fuse == AUTO and (options.trial_budget or 2) < 2):
+        options.fuse = 1  # one trial to run (--params): nothing to fuse it with
         return None
     hp = hyperparameters({}, base=inputs.pair.arch.reference)
     if options.fuse == AUTO:

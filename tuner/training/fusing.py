@@ -4,12 +4,14 @@ one model, and the cohort size (``--fuse``) it picks.
 A cohort of K (:class:`tuner.training.fused.Cohort`) pays when one fused step takes less than K
 steps of one model: ``ratio = K × step alone / fused step`` is the trials per hour a cohort trains
 against one at a time. The probe times one model's step at the study's batch size, then cohorts of
-:data:`SIZES` in turn (each after a warm-up step), and stops growing K once the ratio falls or the
+:data:`SIZES` in turn (each the fastest of :data:`ROUNDS` rounds after :data:`WARM_UP` untimed
+steps), and stops growing K once the ratio falls or the
 device runs out of memory. It picks the K of the best ratio when that is at least :data:`PAYS`,
-else 1. A step of :data:`FIRST` images that already takes :data:`COMPUTE_BOUND_S` is the device
-computing, not Python launching kernels: fusing cannot pay, and the probe times nothing more
-(AlexNet on a CPU costs two such small steps, not minutes). Before any timing, one fused step of
-two members on :data:`FIRST` images checks that the model can be fused at all.
+else 1. A step (of :data:`FIRST` images, then of a whole batch) that already takes
+:data:`COMPUTE_BOUND_S` is the device computing, not Python launching kernels: fusing cannot pay,
+and the probe times nothing more (AlexNet on a CPU costs two steps of 16 images, not minutes).
+Before any timing, one fused step of two members on :data:`FIRST` images checks that the model
+can be fused at all.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from tuner.training.loop import released, start_training
 
 SIZES = (2, 4, 8, 16, 32)
 PAYS = 1.15  # a cohort must train this many times the trials per hour of one at a time
-COMPUTE_BOUND_S = 0.25  # a step of FIRST images this long is computing: fusing it cannot pay
+COMPUTE_BOUND_S = 0.25  # a step this long (of FIRST images, or of a batch) is computing: fusing cannot pay
 FIRST = 16  # images per member in the first steps: whether it can be fused, whether it is compute-bound
 TIMED_S = 0.1  # about this long is timed in each round of each contender
 ROUNDS, WARM_UP = 3, 3
@@ -63,11 +65,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(step, repeats: int, device: torch.device, rounds: int = ROUNDS) -> float:  # type: ignore[no-untyped-def]
+def _timed(step, repeats: int, device: torch.device, rounds: int = ROUNDS,  # type: ignore[no-untyped-def]
+           warm_up: int = WARM_UP) -> float:
     """Seconds of one ``step()``: the fastest of ``rounds`` means of ``repeats`` calls, after
-    :data:`WARM_UP` untimed calls (a new shape's first steps pick kernels and fill caches; the
+    ``warm_up`` untimed calls (a new shape's first steps pick kernels and fill caches; the
     fastest round is the one least disturbed by anything else on the machine)."""
-    for _ in range(WARM_UP):
+    for _ in range(warm_up):
         step()
     best = math.inf
     for _ in range(rounds):
@@ -106,6 +109,11 @@ def check(arch: Architecture, data: PreparedData, hp: Hyperparameters) -> str:
     return ""
 
 
+def _compute_bound(images: int, took: float, where: str) -> FusePlan:
+    return FusePlan(1, where, step_s=took, why_not=f"a step of {images} images takes {took:.2f} s on {where}: the "
+                    "device is computing, not waiting on Python, so fusing cannot pay")
+
+
 def probe(arch: Architecture, data: PreparedData, hp: Hyperparameters, most: int = SIZES[-1]) -> FusePlan:
     """Time one model's step and cohorts of :data:`SIZES` (up to ``most``) on ``data``'s device
     at ``hp``; the K that pays best, or 1. Trains throwaway models only (the global random
@@ -123,25 +131,32 @@ def probe(arch: Architecture, data: PreparedData, hp: Hyperparameters, most: int
         step(few)
         _sync(device)
         if (took := time.perf_counter() - started) >= COMPUTE_BOUND_S:
-            return FusePlan(1, where, step_s=took, why_not=f"a step of {len(few)} images takes {took:.2f} s on "
-                            f"{where}: the device is computing, not waiting on Python, so fusing cannot pay")
+            return _compute_bound(len(few), took, where)
         one = _batch(data, hp, 1)[0]
-        first = _timed(lambda s=step: s(one), 1, device, rounds=1)
+        first = _timed(lambda s=step: s(one), 1, device, rounds=1, warm_up=1)
+        if first >= COMPUTE_BOUND_S:
+            return _compute_bound(len(one), first, where)
         repeats = max(3, round(TIMED_S / max(first, 1e-6)))
         alone = _timed(lambda s=step: s(one), repeats, device)
         del trainer, step
         ratios: dict[int, float] = {}
+        out_of_memory = 0
         for k in (s for s in SIZES if s <= most):
             try:
                 cohort, idx = _cohort(arch, data, hp, k), _batch(data, hp, k)
                 fused = _timed(lambda c=cohort, i=idx: c.step(i), max(2, repeats // k), device)
             except torch.OutOfMemoryError:
                 released(device)
+                out_of_memory = k
                 break
             finally:
                 cohort = None  # type: ignore[assignment]
             ratios[k] = k * alone / fused
             if len(ratios) > 1 and ratios[k] < max(ratios.values()):
                 break
+    if not ratios:  # no size to time (``most`` < 2), or two models already ran out of memory
+        why = f"a cohort of {out_of_memory} does not fit in the device's memory" if out_of_memory else \
+            "there is no cohort of 2 or more to make"
+        return FusePlan(1, where, step_s=alone, why_not=why)
     best = max(ratios, key=lambda k: ratios[k])
     return FusePlan(best if ratios[best] >= PAYS else 1, where, ratios, alone)
