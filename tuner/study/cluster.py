@@ -5,9 +5,9 @@ then serves a SQLite study to the actors through Optuna's gRPC storage proxy (a 
 server database is opened by each actor itself), starts the weights' keeper on its own node
 (:mod:`tuner.study.actors`), asks Ray for as many trial actors as the cluster fits (each asking
 ``--cpus-per-trial`` and ``--gpus-per-trial``; ``--jobs N`` asks for N and Ray's scheduler runs
-those that fit), and hands out the trial budget one trial (or one ``--fuse`` cohort) per call. Progress events come back
-through a Ray queue to the live view; finished trials go through the same callbacks as a local
-run's (``--trials auto``, MLflow).
+those that fit), and hands out the trial budget one trial (or one ``--fuse`` cohort) per call.
+Progress events come back through a Ray queue to the live view; finished trials go through the
+same callbacks as a local run's (``--trials auto``, MLflow).
 
 Faults: an actor that dies mid-trial (its node lost, killed) has its trial stored as failed with
 the reason, and a new actor is asked for in its place; the study goes on. Ctrl-C kills the
