@@ -138,6 +138,27 @@ def test_ctrl_c_stores_every_member_interrupted_and_each_goes_on_alone(tmp_path)
 
 
 @pytest.mark.slow
+def test_a_cohort_stopped_at_timeout_goes_on_alone(tmp_path):
+    args = ["optimize", "--plugin", "mlp-digits", "--epochs", "100", "--fuse", "3", "--checkpoint-every", "0",
+            "--quiet"]
+    proc = run_tuner(*args, "--trials", "30", "--timeout", "3", cwd=tmp_path, check=True)
+    stopped = load(tmp_path / "studies" / "mlp-digits.db").trials
+    assert [t.state.name for t in stopped] == ["FAIL"] * 3, proc.stdout
+    assert all(t.user_attrs["fail_reason"].startswith("stopped at --timeout") for t in stopped)
+    for t in stopped:  # saved where it stopped: the same command goes on from there
+        assert t.user_attrs["checkpoint"]["epoch"] == len(t.user_attrs["history"]) < 100
+        assert f"--timeout: trial {t.number} stopped after epoch" in proc.stdout
+
+    run_tuner(*args, "--trials", "3", cwd=tmp_path, check=True)
+    retries = {t.user_attrs["retry_of"]: t for t in load(tmp_path / "studies" / "mlp-digits.db").trials
+               if "retry_of" in t.user_attrs}
+    assert sorted(retries) == [0, 1, 2] and all(t.state.name == "COMPLETE" for t in retries.values())
+    for number, retry in retries.items():
+        done = len(stopped[number].user_attrs["history"])
+        assert retry.user_attrs["history"][:done] == stopped[number].user_attrs["history"]
+
+
+@pytest.mark.slow
 def test_jobs_run_cohorts_and_share_one_budget(tmp_path):
     run_tuner("optimize", "--plugin", "mlp-digits", "--trials", "7", "--epochs", "2", "--jobs", "2", "--fuse", "2",
               "--quiet", cwd=tmp_path, check=True)
