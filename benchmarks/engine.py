@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -133,7 +134,9 @@ def run_pair(pair: str, args) -> dict[str, float]:
     hp = Hyperparameters(lr=0.01, batch_size=args.batch, optimizer="sgd", momentum=0.9, scheduler="none")
     shape = model_shape(arch, dataset)
     best = {"seed": 0.0, "bare": 0.0, "tuner": 0.0}
+    paired: list[float] = []  # tuner / bare within each repeat (measured one after the other)
     for _ in range(args.repeats):
+        rates: dict[str, float] = {}
         for name in (() if args.quick else ("seed",)) + ("bare", "tuner"):
             torch.manual_seed(0)
             model = arch.build(shape, hp).to(device)
@@ -144,7 +147,9 @@ def run_pair(pair: str, args) -> dict[str, float]:
             else:
                 rate = tuner_loop(data, args.steps, args.batch, device, model, hp)
             best[name] = max(best[name], rate)
-    return best
+            rates[name] = rate
+        paired.append(rates["tuner"] / rates["bare"])
+    return {**best, "paired": statistics.median(paired)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,9 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         vs_seed = f"{r['tuner'] / r['seed']:.2f}×" if r["seed"] else "—"
         vs_bare = r["tuner"] / r["bare"]
         print(f"{pair:<16}{r['seed']:>12,.0f}{r['bare']:>12,.0f}{r['tuner']:>13,.0f}{vs_seed:>12}{vs_bare:>11.2f}×")
-        failed |= vs_bare < 1 - args.noise
+        # --check: the median of each repeat's own ratio, not the ratio of two bests, which one
+        # lucky repeat of either loop on a shared machine can move by a quarter (CI saw 0.75x once).
+        failed |= r["paired"] < 1 - args.noise
+        if args.check:
+            print(f"{'':<16}median of each repeat's tuner/bare: {r['paired']:.2f}×")
     if args.check and failed:
-        print(f"FAIL: tuner's loop is more than {args.noise:.0%} slower than the bare loop")
+        print(f"FAIL: tuner's loop is more than {args.noise:.0%} slower than the bare loop (median paired ratio)")
         return 1
     return 0
 
