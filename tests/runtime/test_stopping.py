@@ -40,14 +40,20 @@ def start_and_wait_for_trial_zero(tmp_path: Path, epochs: int) -> subprocess.Pop
 def test_ctrl_c_during_a_step_of_seconds_stops_within_3_s(tmp_path, slow_plugins):
     """slowstep's step takes seconds on a CPU, most of them inside ``loss.backward()``; a Ctrl-C
     waited for the step's end before (35-45 s for AlexNet at a batch of 1,000)."""
-    env = {**os.environ, "TUNER_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **pythonpath(slow_plugins)}
+    mark = tmp_path / "steps"
+    env = {**os.environ, "TUNER_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TUNER_SLOW_MARK": str(mark),
+           **pythonpath(slow_plugins)}
     proc = subprocess.Popen([TUNER, "optimize", "--plugin", "slowstep-digits", "--trials", "1", "--epochs", "2",
                              "--quiet"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     db = tmp_path / "studies" / "slowstep-digits.db"
     wait_for_trials(db, "slowstep-digits", lambda trials: trials and trials[0].state.name == "RUNNING",
                     timeout=180, proc=proc)
-    time.sleep(3)  # in the first step: the model is built, its forward and backward take seconds
+    deadline = time.monotonic() + 120
+    while not mark.exists():  # the first training step has begun (a guessed delay missed it on a fast CPU)
+        assert proc.poll() is None and time.monotonic() < deadline, "the first step never began"
+        time.sleep(0.02)
+    time.sleep(0.5)  # inside the first step: its forward and backward take seconds
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
