@@ -73,7 +73,18 @@ def test_members_train_as_they_would_alone_batchnorm_and_schedules_included(data
         assert fused[-1][k].train_loss == pytest.approx(alone[-1].train_loss, rel=1e-3)
         mine = cohort.model(k).state_dict()
         for name, tensor in trainer.model.state_dict().items():  # weights and running statistics
-            torch.testing.assert_close(mine[name], tensor, rtol=1e-3, atol=1e-4, msg=f"member {k}: {name}")
+            _close(mine[name], tensor, f"member {k}: {name}")
+
+
+def _close(mine: torch.Tensor, alone: torch.Tensor, what: str) -> None:
+    """Within 1e-3 of the tensor's norm. Element by element failed on CI's CPU: with momentum 0.9 a
+    weight whose gradient is zero but for rounding (BatchNorm after it) walks on the order of sums;
+    here the two differ by ~1e-7, and a learning rate 1% off moves them by 5e-2 to 3e-1."""
+    if not alone.is_floating_point():
+        assert torch.equal(mine, alone), what
+        return
+    off = float((mine - alone).norm() / alone.norm().clamp_min(1e-12))
+    assert off <= 1e-3, f"{what}: {off:.1e} of its norm apart"
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw"])
@@ -87,7 +98,7 @@ def test_adam_and_adamw_step_as_torch_optim_does(data, optimizer):
         assert fused[k].val_loss == pytest.approx(alone[0].val_loss, rel=1e-3)
         mine = cohort.model(k).state_dict()
         for name, tensor in trainer.model.state_dict().items():
-            torch.testing.assert_close(mine[name], tensor, rtol=1e-3, atol=1e-4, msg=f"member {k}: {name}")
+            _close(mine[name], tensor, f"member {k}: {name}")
 
 
 def test_each_member_has_its_own_dropout_and_saves_plain_weights(data):
@@ -141,7 +152,7 @@ def test_a_member_goes_on_alone_from_where_the_cohort_left_it(data, optimizer):
         assert alone.val_loss == pytest.approx(fused[k].val_loss, rel=1e-3)
         mine = cohort.model(k).state_dict()
         for name, tensor in trainer.model.state_dict().items():
-            torch.testing.assert_close(mine[name], tensor, rtol=1e-3, atol=1e-4, msg=f"member {k}: {name}")
+            _close(mine[name], tensor, f"member {k}: {name}")
 
 
 class _Gated(nn.Module):
