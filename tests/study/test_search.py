@@ -4,16 +4,18 @@ out warm-up and learning-rate drops, and ``--trials auto`` stopping at noise."""
 from __future__ import annotations
 
 import math
+import statistics
 
 import optuna
 import pytest
+from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from tuner.contract import Hyperparameters
 from tuner.storage import records
 from tuner.storage.location import locate
 from tuner.storage.opening import storage_for
-from tuner.study.prior import PriorSampler, centre_probability, left_behind
+from tuner.study.prior import LR_FACTOR, PriorSampler, centre_probability, left_behind, lr_step
 from tuner.study.pruning import SchedulePruner, auto_warmup, lowered_lately
 from tuner.study.samplers import make_pruner, make_sampler
 from tuner.study.stopping import StopAtNoise, standard_error, stop_reason
@@ -23,6 +25,7 @@ from tuner.training.trial import enqueue_reference
 REFERENCE = Hyperparameters(lr=0.01, batch_size=64, optimizer="sgd", momentum=0.9, weight_decay=0.0,
                             scheduler="step", step_size=5, step_gamma=0.5)
 PRIOR = fixed_params_for(REFERENCE, DEFAULT_SPACE)
+LR_RANGE = FloatDistribution(1e-5, 1e-1, log=True)  # DEFAULT_SPACE's
 
 
 def _study(tmp_path, name: str, sampler, pruner=None) -> optuna.Study:
@@ -54,12 +57,59 @@ def test_early_trials_are_drawn_around_the_reference_and_a_seeded_study_draws_th
         studies.append(study)
     prior, again, plain = studies
     assert [t.params for t in prior.trials] == [t.params for t in again.trials]  # reproducible
-    drawn = [t for t in prior.trials if t.user_attrs.get(records.DRAWN) == records.PRIOR]
+    drawn = [t for t in prior.trials if t.user_attrs.get(records.DRAWN) in (records.PRIOR, records.LR_STEP)]
     assert len(drawn) >= 3, "with a good reference most early trials come from the prior"
     assert not any(records.DRAWN in t.user_attrs for t in plain.trials)
     # TPE's 10 start-up trials are uniform over 4 decades (mean distance ~1.3 decades from 0.01)
     assert _lr_distance(prior, slice(1, None)) < 0.75 * _lr_distance(plain, slice(1, None))
     assert prior.best_value >= plain.best_value
+
+
+@pytest.mark.parametrize(("peak", "walked"), [
+    (0.09, [0.03, 0.09]),  # up while it gains, until the range ends (0.27 > 0.1)
+    (0.001, [0.03, 0.01 / 3, 0.01 / 9, 0.01 / 27]),  # up loses: back down once, on while it gains
+    (0.01, [0.03, 0.01 / 3]),  # the reference's rate was right: one step each way, then done
+])
+def test_the_learning_rate_is_walked_from_the_reference_first(tmp_path, peak, walked):
+    """The reference's rate times or divided by LR_FACTOR, one ordinary trial a step, the other
+    settings the reference's; then the draws around it centre on the best rate found."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = _study(tmp_path, f"walk{peak}", make_sampler("tpe", 0, prior=PRIOR, val_examples=500))
+    enqueue_reference(study, REFERENCE, DEFAULT_SPACE)
+    study.optimize(_peak_at(peak), n_trials=len(walked) + 4)
+    steps = [t for t in study.trials if t.user_attrs.get(records.DRAWN) == records.LR_STEP]
+    assert [t.number for t in steps] == list(range(1, len(walked) + 1))
+    assert [t.params["lr"] for t in steps] == pytest.approx(walked)
+    for t in steps:  # the reference but for its rate
+        assert {k: v for k, v in t.params.items() if k in PRIOR and k != "lr"} == \
+               {k: v for k, v in PRIOR.items() if k != "lr"}
+    best_lr = max([study.trials[0], *steps], key=lambda t: t.value).params["lr"]
+    around = [t.params["lr"] for t in study.trials if t.user_attrs.get(records.DRAWN) == records.PRIOR]
+    assert around, "draws around the reference follow the walk"
+    assert statistics.median(abs(math.log10(lr / best_lr)) for lr in around) < 0.75  # centred on the best rate
+
+
+def _trial(number: int, value: float | None, lr: float, attrs: dict, state=TrialState.COMPLETE,
+           history: list[float] | None = None) -> optuna.trial.FrozenTrial:
+    t = create_trial(state=state, value=value if state == TrialState.COMPLETE else None, params={"lr": lr},
+                     distributions={"lr": LR_RANGE},
+                     user_attrs={**attrs, records.HISTORY: [{"val_accuracy": a} for a in history or []]})
+    t.number = number
+    return t
+
+
+def test_the_walk_goes_down_first_after_a_reference_that_peaked_and_waits_for_a_running_step():
+    distribution = LR_RANGE
+    peaked = _trial(0, 0.9, 0.01, {records.REFERENCE: True}, history=[0.8, 0.92, 0.9])
+    rising = _trial(0, 0.9, 0.01, {records.REFERENCE: True}, history=[0.8, 0.85, 0.9])
+    assert lr_step([peaked], 0.01, distribution) == pytest.approx(0.01 / LR_FACTOR)
+    assert lr_step([rising], 0.01, distribution) == pytest.approx(0.01 * LR_FACTOR)
+    running = _trial(1, None, 0.03, {records.DRAWN: records.LR_STEP}, state=TrialState.RUNNING)
+    assert lr_step([rising, running], 0.01, distribution) is None
+    pruned = _trial(1, None, 0.03, {records.DRAWN: records.LR_STEP}, state=TrialState.PRUNED)
+    assert lr_step([rising, pruned], 0.01, distribution) == pytest.approx(0.01 / LR_FACTOR)  # it lost: turn
+    unfinished = _trial(0, None, 0.01, {records.REFERENCE: True}, state=TrialState.RUNNING)
+    assert lr_step([unfinished], 0.01, distribution) is None  # no walk before the reference's result
 
 
 def test_a_prior_that_loses_is_left_behind():

@@ -106,9 +106,10 @@ def search_record(study: optuna.Study, best: optuna.trial.FrozenTrial, epochs: i
     trained = sum(v.epochs_run for v in pruned)
     drawn = "reference" if best.user_attrs.get(records.REFERENCE) else best.user_attrs.get(records.DRAWN, "sampler")
     return {
+        "lr_steps": sum(v.drawn == records.LR_STEP for v in views),
         "prior_trials": sum(v.drawn == records.PRIOR for v in views),
         "around_best_trials": sum(v.drawn == records.AROUND_BEST for v in views),
-        "best_drawn": drawn,  # "reference", "prior" (around it), "best" (around the best then) or "sampler"
+        "best_drawn": drawn,  # "reference", "lr" (its rate moved), "prior" (around it), "best" or "sampler"
         "pruned": len(pruned),
         "pruned_epochs_trained": trained,
         "epochs_saved_by_pruning": epochs * len(pruned) - trained if epochs else None,
@@ -119,12 +120,15 @@ def search_record(study: optuna.Study, best: optuna.trial.FrozenTrial, epochs: i
 
 
 def search_line(search: dict[str, Any]) -> str:
-    """``search: 3 trials drawn around the reference, 2 around the best so far; ...``: what
-    :func:`search_record` holds, as ``optimize``, ``best`` and the report say it."""
-    drawn = {"reference": "the reference", "prior": "a trial drawn around the reference",
-             "best": "a trial drawn around the best so far", "sampler": "a trial the sampler drew"}
-    n, local = search["prior_trials"], search["around_best_trials"]
-    line = (f"search: {n} trial{'' if n == 1 else 's'} drawn around the reference, {local} around the best so "
+    """``search: 2 learning-rate steps from the reference, 3 drawn around it, 2 around the
+    best so far; ...``: what :func:`search_record` holds, as ``optimize``, ``best`` and the report
+    say it."""
+    drawn = {"reference": "the reference", "lr": "the reference with its learning rate moved",
+             "prior": "a trial drawn around the reference", "best": "a trial drawn around the best so far",
+             "sampler": "a trial the sampler drew"}
+    steps, n, local = search.get("lr_steps", 0), search["prior_trials"], search["around_best_trials"]
+    line = (f"search: {steps} learning-rate step{'' if steps == 1 else 's'} from the reference, "
+            f"{n} trial{'' if n == 1 else 's'} drawn around the reference, {local} around the best so "
             f"far; the best is {drawn.get(search['best_drawn'], search['best_drawn'])}")
     if search["epochs_saved_by_pruning"] is not None and search["pruned"]:
         total = search["epochs_trained"] + search["epochs_saved_by_pruning"]

@@ -31,9 +31,11 @@ WEIGHTS = "weights"  # {"artifact_id", "sha256", "bytes", "file"}, or a path (be
 CHECKPOINT = "checkpoint"  # {"artifact_id", "epoch", "sha256", "slot"}: the running trial's last saved state
 RETRY_OF = "retry_of"  # the number of the interrupted or killed trial this one goes on from
 COHORT = "cohort"  # the numbers of the trials trained with it as one fused model (--fuse)
-# How the sampler drew it (tuner.study.prior): PRIOR (around the reference) or AROUND_BEST (around
-# the best trial so far); absent when the wrapped sampler drew it.
+# How the sampler drew it (tuner.study.prior): LR_STEP (the reference with only its learning rate
+# moved), PRIOR (around the reference) or AROUND_BEST (around the best trial so far); absent when
+# the wrapped sampler drew it.
 DRAWN = "drawn"
+LR_STEP = "lr"
 PRIOR = "prior"
 AROUND_BEST = "best"
 # {"device", "batch_size"}: one image ran out of memory (tuner.training.loop.DoesNotFit) on that
@@ -76,7 +78,7 @@ class TrialView:
     reference: bool
     started: datetime.datetime | None = None
     completed: datetime.datetime | None = None
-    drawn: str | None = None  # DRAWN: "prior", "best", or None (the sampler, or queued)
+    drawn: str | None = None  # DRAWN: "lr", "prior", "best", or None (the sampler, or queued)
     device: str | None = None  # where it trained (its recipe's), e.g. "cuda:1" for a --jobs worker
     node: str | None = None  # the Ray node's address, for a --ray trial
     cohort: list[int] | None = None  # COHORT: the trials it trained with as one fused model (--fuse)

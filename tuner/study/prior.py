@@ -1,5 +1,5 @@
-"""The reference's settings as a prior: early trials are drawn around them, fewer as trials finish;
-once another trial has beaten the prior, around the best trial instead.
+"""The reference's settings as a prior: its learning rate walked first, then early trials drawn
+around it, fewer as trials finish; once another trial has beaten the prior, around the best trial.
 
 Optuna's TPE draws its first ``n_startup_trials`` (10) at random, then models what it has seen:
 in a 20-trial study half the budget ignores the expert settings every seed comes with. Following
@@ -17,9 +17,18 @@ until a trial not drawn from it beats every trial that was (the reference too) b
 standard error of the validation accuracy; from then on it is the best trial so far, so a
 deliberately bad reference is left behind after one trial that does better.
 
+Before any of that, the learning rate — the setting that matters most, and the one an expert
+moves first — is walked from the reference: the reference with only its rate multiplied by
+:data:`LR_FACTOR`, upwards when the reference's validation accuracy was still rising at its last
+epoch (it had more to learn than its epochs gave it) and downwards otherwise; on in that direction
+while each step beats the best so far, back the other way once if the first step did not, and at
+most :data:`LR_STEPS` steps (:func:`lr_step`). Each step is one ordinary trial, pruned like any
+other; while one is running (``--jobs``) the others draw as below. The draws around the reference
+then centre on the reference at the best rate the walk found.
+
 Each trial's decision and draws come from a generator seeded by (seed, trial number), so a seeded
 study draws the same trials every time, and every process (``--jobs``, many machines) draws its
-own. The decision is stored on the trial (:data:`tuner.storage.records.DRAWN`: ``prior`` or
+own. The decision is stored on the trial (:data:`tuner.storage.records.DRAWN`: ``lr``, ``prior`` or
 ``best``), which ``tuner best`` counts and the next decisions read.
 """
 
@@ -45,6 +54,9 @@ from tuner.study.stopping import standard_error
 STRENGTH = 4.0  # finished trials at which half the trials are drawn around the centre (p = 1/2)
 SPREAD = 0.15  # a numeric prior's standard deviation, as a share of its range (log range: in log space)
 KEEP_CHOICE = 0.5  # a categorical prior keeps the reference's choice this often, else draws uniformly
+LR_FACTOR = 3.0  # one step of the learning-rate walk: half a decade
+LR_STEPS = 4  # the walk's most steps (a rate a hundred times off is found in four)
+LR = "lr"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -58,8 +70,55 @@ def best_reported(trial: FrozenTrial) -> float | None:
 
 
 def from_prior(trial: FrozenTrial) -> bool:
-    """The reference, and every trial drawn around it."""
-    return bool(trial.user_attrs.get(records.REFERENCE)) or trial.user_attrs.get(records.DRAWN) == records.PRIOR
+    """The reference, its learning-rate steps, and every trial drawn around it."""
+    return (bool(trial.user_attrs.get(records.REFERENCE))
+            or trial.user_attrs.get(records.DRAWN) in (records.PRIOR, records.LR_STEP))
+
+
+def _completed(trial: FrozenTrial) -> float:
+    """A finished trial's final value; a pruned one lost (the pruner judged it worse)."""
+    if trial.state == TrialState.COMPLETE and trial.value is not None and math.isfinite(trial.value):
+        return trial.value
+    return -math.inf
+
+
+def still_rising(trial: FrozenTrial) -> bool:
+    """Whether the trial's validation accuracy was at its highest at its last epoch (it had more
+    to learn than its epochs gave it); True when it has no history to tell."""
+    accuracies = [row["val_accuracy"] for row in trial.user_attrs.get(records.HISTORY, [])
+                  if math.isfinite(row.get("val_accuracy", math.nan))]
+    return len(accuracies) < 2 or accuracies[-1] > max(accuracies[:-1])
+
+
+def lr_step(trials: Sequence[FrozenTrial], reference_lr: float,
+            distribution: BaseDistribution) -> float | None:
+    """The learning rate of the walk's next step, given the study's trials; None when the walk is
+    over, waits for a running step or for the reference, or cannot go on inside the range."""
+    if not isinstance(distribution, FloatDistribution):
+        return None
+    reference = next((t for t in trials if t.user_attrs.get(records.REFERENCE)), None)
+    steps = [t for t in trials if t.user_attrs.get(records.DRAWN) == records.LR_STEP and LR in t.params]
+    if reference is None or reference.state not in FINISHED or len(steps) >= LR_STEPS:
+        return None
+    if any(t.state == TrialState.RUNNING for t in steps):
+        return None  # the walk goes one step at a time
+    best_lr, best = reference_lr, _completed(reference)
+    direction, turned, improved = (1 if still_rising(reference) else -1), False, False
+    for step in sorted(steps, key=lambda t: t.number):  # a failed step lost, as a pruned one did
+        went = 1 if step.params[LR] > best_lr else -1
+        if _completed(step) > best:
+            best_lr, best, direction, improved = step.params[LR], _completed(step), went, True
+        elif improved or turned:
+            return None  # past the best rate, or both ways tried
+        else:
+            direction, turned = -went, True
+    while True:
+        lr = best_lr * LR_FACTOR ** direction
+        if distribution.low <= lr <= distribution.high:
+            return lr
+        if improved or turned:
+            return None
+        direction, turned = -direction, True
 
 
 def centre_probability(finished: Sequence[FrozenTrial]) -> float:
@@ -121,6 +180,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
         self.val_examples = val_examples
         self._number: int | None = None
         self._centre: dict[str, Any] = self.prior
+        self._lr: float | None = None  # this trial's rate, when it is a step of the walk
         self._rng = np.random.default_rng()
 
     def __str__(self) -> str:
@@ -131,19 +191,42 @@ class PriorSampler(optuna.samplers.BaseSampler):
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.base.before_trial(study, trial)
-        self._number = None
+        self._number, self._lr = None, None
         if trial.user_attrs.get(records.REFERENCE) or "fixed_params" in trial.system_attrs or not self.prior:
             return  # queued (the reference, a retry): its params are given
         self._rng = np.random.default_rng(None if self.seed is None else [self.seed, trial.number])
-        finished = study._get_trials(deepcopy=False, states=FINISHED, use_cache=True)
-        if self._rng.random() >= centre_probability(finished):
-            return
-        best = left_behind(finished, self.val_examples)
-        self._number, self._centre = trial.number, self.prior if best is None else best.params
+        trials = [t for t in study._get_trials(deepcopy=False, use_cache=True) if t.number != trial.number]
+        finished = [t for t in trials if t.state in FINISHED]
+        distribution = self._lr_distribution(trials)
+        if LR in self.prior and distribution is not None:
+            self._lr = lr_step(trials, self.prior[LR], distribution)
+        if self._lr is not None:
+            self._number, self._centre, drawn = trial.number, self.prior, records.LR_STEP
+        else:
+            if self._rng.random() >= centre_probability(finished):
+                return
+            best = left_behind(finished, self.val_examples)
+            self._number = trial.number
+            self._centre, drawn = (self._walked(finished), records.PRIOR) if best is None \
+                else (best.params, records.AROUND_BEST)
         # Private API, as Optuna's own samplers use it (GridSampler.before_trial): a sampler has no
         # public call that writes on the trial. Pinned by tests/test_optuna_private.py.
-        study._storage.set_trial_user_attr(trial._trial_id, records.DRAWN,
-                                           records.PRIOR if best is None else records.AROUND_BEST)
+        study._storage.set_trial_user_attr(trial._trial_id, records.DRAWN, drawn)
+
+    @staticmethod
+    def _lr_distribution(trials: Sequence[FrozenTrial]) -> BaseDistribution | None:
+        """The learning rate's range, as the reference trial asked it."""
+        reference = next((t for t in trials if t.user_attrs.get(records.REFERENCE)), None)
+        return None if reference is None else reference.distributions.get(LR)
+
+    def _walked(self, finished: Sequence[FrozenTrial]) -> dict[str, Any]:
+        """The reference's params at the best learning rate its walk found."""
+        steps = [t for t in finished if t.user_attrs.get(records.DRAWN) == records.LR_STEP and LR in t.params]
+        reference = next((t for t in finished if t.user_attrs.get(records.REFERENCE)), None)
+        if not steps or reference is None:
+            return self.prior
+        best = max(steps, key=_completed)
+        return {**self.prior, LR: best.params[LR]} if _completed(best) > _completed(reference) else self.prior
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         if self._drawing(trial):
@@ -158,13 +241,17 @@ class PriorSampler(optuna.samplers.BaseSampler):
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
+        if self._drawing(trial) and self._lr is not None and param_name == LR:
+            return self._lr
+        if self._drawing(trial) and self._lr is not None and param_name in self._centre:
+            return self._centre[param_name]  # a step of the walk: the reference but for its rate
         if self._drawing(trial) and param_name in self._centre:
             return draw_around(self._rng, self._centre[param_name], param_distribution)
         return self.base.sample_independent(study, trial, param_name, param_distribution)
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
                     values: Sequence[float] | None) -> None:
-        self._number = None
+        self._number, self._lr = None, None
         self.base.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
