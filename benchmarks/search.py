@@ -197,7 +197,7 @@ def setup_for(plugin: str, seed: int, args: argparse.Namespace) -> Setup:
     if args.bad_reference:
         arch = dataclasses.replace(arch, reference=dataclasses.replace(arch.reference, lr=arch.reference.lr / 1000))
     settings = {"seed": seed, "val_fraction": DEFAULT_VAL_FRACTION, "max_train": args.max_train,
-                "max_val": validation_cap(args.max_train, DEFAULT_VAL_FRACTION)}
+                "max_val": args.max_val or validation_cap(args.max_train, DEFAULT_VAL_FRACTION)}
     data = load_data(pair, default_data_dir(str(args.data_dir)), torch.device("cpu"), settings)
     return Setup(pair, arch, data, args.epochs, seed)
 
@@ -218,12 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=6, help="epochs per trial")
     parser.add_argument("--budget", type=int, default=96, help="epochs per study (16 full trials at 6)")
     parser.add_argument("--max-train", type=int, default=3000)
+    parser.add_argument("--max-val", type=int, default=None,
+                        help="validation images (default: the split's share of --max-train); more of them "
+                             "make the standard error, and so the target's margin, smaller")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--bad-reference", action="store_true", help="the reference's lr / 1000")
     parser.add_argument("--no-regret", action="store_true", help="skip the side runs of pruned trials")
     parser.add_argument("--jobs", type=int, default=1, help="trials at a time (tuner's and Optuna's searchers)")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if args.max_val is not None and args.max_val < 1:
+        parser.error("--max-val must be at least 1")
     print(f"search benchmark: {args.seeds} seeds, {args.epochs} epochs a trial, budget {args.budget} epochs, "
           f"{args.max_train} training images of real MNIST, CPU{', reference lr / 1000' if args.bad_reference else ''}"
           f"{f', {args.jobs} trials at a time' if args.jobs > 1 else ''}")
