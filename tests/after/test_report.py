@@ -54,7 +54,8 @@ def test_the_report_draws_every_plot_in_a_real_browser_offline(study_dir, tmp_pa
     assert [re.sub("<[^>]+>", "", t) for t in re.findall(r"<h2>(.*?)</h2>", text)] == \
         PLOTS
     # what the search did, as `tuner best` says it
-    assert re.search(r"<th>search</th><td>\d+ trials? drawn around the reference, \d+ around the best so far; "
+    assert re.search(r"<th>search</th><td>\d+ learning-rate steps? from the reference, \d+ trials? drawn around "
+                     r"the reference, \d+ around the best so far; "
                      r"the best is [^<]+; pruning spared \d+ of \d+ epochs \(regret: not measured\)</td>", text)
 
     dom = browse(html, "--dump-dom")
