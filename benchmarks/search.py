@@ -119,6 +119,7 @@ class Result:
     prior_trials: int
     best_completed: float
     val_examples: int
+    reference: float = 0.0  # the reference trial's score (with --jobs it need not end first)
     regret: int | None = None  # pruned trials that would have beaten the study's best
 
     def epochs_to(self, target: float) -> int | None:
@@ -157,6 +158,8 @@ def run_searcher(name: str, setup: Setup, budget: int, jobs: int = 1) -> Result:
         prior_trials=sum(records.DRAWN in t.user_attrs for t in counted),
         best_completed=max((t.value for t in done if t.state.name == "COMPLETE"), default=0.0),
         val_examples=len(setup.data.val_y),
+        reference=next(t.user_attrs[records.HISTORY][-1]["val_accuracy"] for t in counted
+                       if t.user_attrs.get(records.REFERENCE)),
     )
 
 
@@ -174,6 +177,7 @@ def run_peer(name: str, setup: Setup, budget: int) -> Result:
         full_epochs=setup.epochs * len(ends), seconds=time.perf_counter() - started, prior_trials=0,
         best_completed=max((s for (_, s), t in zip(ends, trained, strict=True) if t == setup.epochs), default=0.0),
         val_examples=len(setup.data.val_y),
+        reference=ends[0][1],  # one trial at a time, the reference first
     )
 
 
@@ -239,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             setup = setup_for(plugin, seed, args)
             results = {name: run_peer(name, setup, args.budget) if name in PEERS
                        else run_searcher(name, setup, args.budget, args.jobs) for name in args.searchers}
-            reference = next(iter(results.values())).ends[0][1]
+            reference = next(iter(results.values())).reference
             target = min(reference + standard_error(reference, len(setup.data.val_y)), 1.0)
             for name, r in results.items():
                 if not args.no_regret and r.pruned:
