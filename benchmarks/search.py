@@ -278,13 +278,16 @@ def _table(plugin: str, rows: dict[str, list[tuple[Result, float]]], args: argpa
               f"{100 * med_best:>18.2f}%{100 * se:>6.2f}{statistics.median(r.trials for r, _ in per_seed):>7.0f}"
               f"{statistics.median(r.prior_trials for r, _ in per_seed):>6.0f}{pruned:>7}{regret:>7}"
               f"{100 * saved:>12.0f}%{statistics.median(r.seconds for r, _ in per_seed):>7.1f}")
-    if "tuner" in medians and "tpe+median" in medians and math.isfinite(medians["tpe+median"]):
+    if "tuner" in medians and "tpe+median" in medians and math.isfinite(medians["tpe+median"]) \
+            and math.isfinite(medians["tuner"]):
         print(f"tuner / tpe+median, median epochs to target: {medians['tuner'] / medians['tpe+median']:.2f}x "
               "(goal: at most 0.5x)")
     elif "tuner" in medians and "tpe+median" in medians:
-        print("tuner / tpe+median, median epochs to target: tpe+median did not reach the target in most seeds, "
-              f"tuner's median is {_median([r.epochs_to(t) for r, t in rows['tuner']])}")
-    if "tuner" in medians and "tuner-noprior" in medians and math.isfinite(medians["tuner-noprior"]):
+        print("tuner / tpe+median, median epochs to target: no ratio, a median is a miss (tuner "
+              f"{_median([r.epochs_to(t) for r, t in rows['tuner']])}, tpe+median "
+              f"{_median([r.epochs_to(t) for r, t in rows['tpe+median']])})")
+    if "tuner" in medians and "tuner-noprior" in medians and math.isfinite(medians["tuner-noprior"]) \
+            and math.isfinite(medians["tuner"]):
         print(f"tuner / tuner-noprior, median epochs to target: {medians['tuner'] / medians['tuner-noprior']:.2f}x")
     return False
 
