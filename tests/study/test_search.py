@@ -105,11 +105,29 @@ def test_the_walk_goes_down_first_after_a_reference_that_peaked_and_waits_for_a_
     assert lr_step([peaked], 0.01, distribution) == pytest.approx(0.01 / LR_FACTOR)
     assert lr_step([rising], 0.01, distribution) == pytest.approx(0.01 * LR_FACTOR)
     running = _trial(1, None, 0.03, {records.DRAWN: records.LR_STEP}, state=TrialState.RUNNING)
-    assert lr_step([rising, running], 0.01, distribution) is None
+    # a second trial at a time (--jobs, a cohort) takes the first step the other way at once
+    assert lr_step([rising, running], 0.01, distribution) == pytest.approx(0.01 / LR_FACTOR)
+    other = _trial(2, None, 0.01 / LR_FACTOR, {records.DRAWN: records.LR_STEP}, state=TrialState.RUNNING)
+    assert lr_step([rising, running, other], 0.01, distribution) is None  # then one step at a time
     pruned = _trial(1, None, 0.03, {records.DRAWN: records.LR_STEP}, state=TrialState.PRUNED)
     assert lr_step([rising, pruned], 0.01, distribution) == pytest.approx(0.01 / LR_FACTOR)  # it lost: turn
     unfinished = _trial(0, None, 0.01, {records.REFERENCE: True}, state=TrialState.RUNNING)
     assert lr_step([unfinished], 0.01, distribution) is None  # no walk before the reference's result
+
+
+@pytest.mark.parametrize(("up", "down", "then"), [
+    (0.95, 0.5, 0.01 * LR_FACTOR ** 2),  # up won, down lost: on up, the losing side set aside
+    (0.5, 0.95, 0.01 / LR_FACTOR ** 2),  # down won: on down
+    (0.96, 0.95, 0.01 * LR_FACTOR ** 2),  # both won, up more: on up
+    (0.95, 0.96, 0.01 / LR_FACTOR ** 2),  # both won, down more: on down
+    (0.5, 0.6, None),  # both lost: the reference's rate stands
+])
+def test_a_first_step_taken_both_ways_goes_on_the_winning_way(up, down, then):
+    reference = _trial(0, 0.9, 0.01, {records.REFERENCE: True}, history=[0.8, 0.85, 0.9])
+    steps = [_trial(1, up, 0.01 * LR_FACTOR, {records.DRAWN: records.LR_STEP}),
+             _trial(2, down, 0.01 / LR_FACTOR, {records.DRAWN: records.LR_STEP})]
+    step = lr_step([reference, *steps], 0.01, LR_RANGE)
+    assert step == (None if then is None else pytest.approx(then))
 
 
 def test_a_prior_that_loses_is_left_behind():

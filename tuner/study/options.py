@@ -81,7 +81,8 @@ class OptimizeOptions:
                                        "learning rate was lowered.", type=int)
     prior: str = option("reference", "Where trials are drawn: the reference's learning rate walked up or down "
                         "first, then around the reference settings, less as trials finish and far less once "
-                        "another trial beats them ('reference'), or by the sampler alone ('none').", type=tuple(PRIORS), show_default=True)
+                        "another trial beats them ('reference'), or by the sampler alone ('none').",
+                        type=tuple(PRIORS), show_default=True)
     space: Sequence[str] = option((), "Override the search space: lr=1e-5:1e-1:log, batch_size=32,64, "
                                   "dropout=0.3, or a TOML file. Repeatable.", multiple=True,
                                   metavar="NAME=SPEC|FILE.toml")

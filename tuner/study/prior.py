@@ -23,7 +23,8 @@ moves first — is walked from the reference: the reference with only its rate m
 epoch (it had more to learn than its epochs gave it) and downwards otherwise; on in that direction
 while each step beats the best so far, back the other way once if the first step did not, and at
 most :data:`LR_STEPS` steps (:func:`lr_step`). Each step is one ordinary trial, pruned like any
-other; while one is running (``--jobs``) the others draw as below. The draws around the reference
+other. Two trials at a time (``--jobs``, a cohort) take the first step both ways at once, then
+one step runs at a time while the others draw as below. The draws around the reference
 then centre on the reference at the best rate the walk found.
 
 Each trial's decision and draws come from a generator seeded by (seed, trial number), so a seeded
@@ -101,13 +102,18 @@ def lr_step(trials: Sequence[FrozenTrial], reference_lr: float,
     if reference is None or reference.state not in FINISHED or len(steps) >= LR_STEPS:
         return None
     if any(t.state == TrialState.RUNNING for t in steps):
-        return None  # the walk goes one step at a time
+        if len(steps) == 1:  # two trials at a time (--jobs, a cohort): the first step both ways at once
+            other = reference_lr * LR_FACTOR ** (-1 if steps[0].params[LR] > reference_lr else 1)
+            return other if distribution.low <= other <= distribution.high else None
+        return None  # then one step at a time
     best_lr, best = reference_lr, _completed(reference)
     direction, turned, improved = (1 if still_rising(reference) else -1), False, False
     for step in sorted(steps, key=lambda t: t.number):  # a failed step lost, as a pruned one did
         went = 1 if step.params[LR] > best_lr else -1
         if _completed(step) > best:
             best_lr, best, direction, improved = step.params[LR], _completed(step), went, True
+        elif improved and went != direction:
+            continue  # the losing side of a first step taken both ways: the walk goes on the other
         elif improved or turned:
             return None  # past the best rate, or both ways tried
         else:
