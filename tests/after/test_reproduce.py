@@ -80,20 +80,22 @@ def test_human_output_shows_each_epoch_the_drift_and_the_environment(study_dir):
 def test_a_drift_beyond_the_tolerance_exits_1_and_names_the_environment_change(tmp_path):
     run_tuner(*STUDY_ARGS[:4], "2", *STUDY_ARGS[5:], cwd=tmp_path, check=True)
     db = db_of(tmp_path)
-    trial = trials_of(db)[1]
+    # the last trial that trained two epochs or more (trial 1, a learning-rate step, may be pruned at 1)
+    trial = [t for t in trials_of(db) if len(t.user_attrs.get("history", [])) >= 2][-1]
+    number = str(trial.number)
     history = [dict(row) for row in trial.user_attrs["history"]]
     history[1]["val_accuracy"] -= 0.02  # as if that run had scored 2 points lower in epoch 2
-    set_trial_attr(db, 1, "history", history)
+    set_trial_attr(db, trial.number, "history", history)
     recipe = dict(trial.user_attrs["recipe"], torch_version="2.4.0")
-    set_trial_attr(db, 1, "recipe", recipe)
+    set_trial_attr(db, trial.number, "recipe", recipe)
 
-    proc = reproduce(tmp_path, "--trial", "1")
+    proc = reproduce(tmp_path, "--trial", number)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "largest drift 2.00 points (tolerance 0.5): not reproduced" in proc.stdout
     assert "environment differs: torch_version 2.4.0 -> " in proc.stdout
     assert "Traceback" not in proc.stderr
-    assert reproduce(tmp_path, "--trial", "1", "--tolerance", "2.5").returncode == 0
-    result = json.loads(reproduce(tmp_path, "--trial", "1", "--json").stdout)
+    assert reproduce(tmp_path, "--trial", number, "--tolerance", "2.5").returncode == 0
+    result = json.loads(reproduce(tmp_path, "--trial", number, "--json").stdout)
     assert result["max_drift"] == pytest.approx(2.0)
     assert result["environment"]["differs"] == ["torch_version"]
 
