@@ -115,6 +115,12 @@ def test_the_walk_goes_down_first_after_a_reference_that_peaked_and_waits_for_a_
     assert lr_step([unfinished], 0.01, distribution) is None  # no walk before the reference's result
 
 
+def test_the_walk_starts_from_a_reference_that_was_interrupted_and_run_again():
+    interrupted = _trial(0, None, 0.01, {records.REFERENCE: True}, state=TrialState.FAIL)
+    again = _trial(1, 0.9, 0.01, {records.REFERENCE: True}, history=[0.8, 0.85, 0.9])
+    assert lr_step([interrupted, again], 0.01, LR_RANGE) == pytest.approx(0.01 * LR_FACTOR)
+
+
 @pytest.mark.parametrize(("up", "down", "then"), [
     (0.95, 0.5, 0.01 * LR_FACTOR ** 2),  # up won, down lost: on up, the losing side set aside
     (0.5, 0.95, 0.01 / LR_FACTOR ** 2),  # down won: on down

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -156,11 +156,17 @@ def references(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(REFERENCE)]
 
 
-def reference_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The reference trial; the completed one when an interrupted reference was run again."""
-    found = references(study)
+def reference_among(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
+    """The reference trial among ``trials``; the completed one when an interrupted reference was
+    run again."""
+    found = [t for t in trials if t.user_attrs.get(REFERENCE)]
     done = [t for t in found if t.state.name == "COMPLETE"]
     return (done or found or [None])[0]
+
+
+def reference_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The study's reference trial (:func:`reference_among`)."""
+    return reference_among(study.get_trials(deepcopy=False))
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial:

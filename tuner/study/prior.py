@@ -91,14 +91,18 @@ def still_rising(trial: FrozenTrial) -> bool:
     return len(accuracies) < 2 or accuracies[-1] > max(accuracies[:-1])
 
 
+def _steps(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The walk's steps among ``trials``."""
+    return [t for t in trials if t.user_attrs.get(records.DRAWN) == records.LR_STEP and LR in t.params]
+
+
 def lr_step(trials: Sequence[FrozenTrial], reference_lr: float,
             distribution: BaseDistribution) -> float | None:
     """The learning rate of the walk's next step, given the study's trials; None when the walk is
     over, waits for a running step or for the reference, or cannot go on inside the range."""
     if not isinstance(distribution, FloatDistribution):
         return None
-    reference = next((t for t in trials if t.user_attrs.get(records.REFERENCE)), None)
-    steps = [t for t in trials if t.user_attrs.get(records.DRAWN) == records.LR_STEP and LR in t.params]
+    reference, steps = records.reference_among(trials), _steps(trials)
     if reference is None or reference.state not in FINISHED or len(steps) >= LR_STEPS:
         return None
     if any(t.state == TrialState.RUNNING for t in steps):
@@ -203,7 +207,8 @@ class PriorSampler(optuna.samplers.BaseSampler):
         self._rng = np.random.default_rng(None if self.seed is None else [self.seed, trial.number])
         trials = [t for t in study._get_trials(deepcopy=False, use_cache=True) if t.number != trial.number]
         finished = [t for t in trials if t.state in FINISHED]
-        distribution = self._lr_distribution(trials)
+        reference = records.reference_among(trials)
+        distribution = None if reference is None else reference.distributions.get(LR)
         if LR in self.prior and distribution is not None:
             self._lr = lr_step(trials, self.prior[LR], distribution)
         if self._lr is not None:
@@ -219,16 +224,9 @@ class PriorSampler(optuna.samplers.BaseSampler):
         # public call that writes on the trial. Pinned by tests/test_optuna_private.py.
         study._storage.set_trial_user_attr(trial._trial_id, records.DRAWN, drawn)
 
-    @staticmethod
-    def _lr_distribution(trials: Sequence[FrozenTrial]) -> BaseDistribution | None:
-        """The learning rate's range, as the reference trial asked it."""
-        reference = next((t for t in trials if t.user_attrs.get(records.REFERENCE)), None)
-        return None if reference is None else reference.distributions.get(LR)
-
     def _walked(self, finished: Sequence[FrozenTrial]) -> dict[str, Any]:
         """The reference's params at the best learning rate its walk found."""
-        steps = [t for t in finished if t.user_attrs.get(records.DRAWN) == records.LR_STEP and LR in t.params]
-        reference = next((t for t in finished if t.user_attrs.get(records.REFERENCE)), None)
+        steps, reference = _steps(finished), records.reference_among(finished)
         if not steps or reference is None:
             return self.prior
         best = max(steps, key=_completed)
@@ -247,12 +245,13 @@ class PriorSampler(optuna.samplers.BaseSampler):
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        if self._drawing(trial) and self._lr is not None and param_name == LR:
-            return self._lr
-        if self._drawing(trial) and self._lr is not None and param_name in self._centre:
-            return self._centre[param_name]  # a step of the walk: the reference but for its rate
-        if self._drawing(trial) and param_name in self._centre:
-            return draw_around(self._rng, self._centre[param_name], param_distribution)
+        if self._drawing(trial):
+            if self._lr is not None and param_name == LR:
+                return self._lr
+            if self._lr is not None and param_name in self._centre:
+                return self._centre[param_name]  # a step of the walk: the reference but for its rate
+            if param_name in self._centre:
+                return draw_around(self._rng, self._centre[param_name], param_distribution)
         return self.base.sample_independent(study, trial, param_name, param_distribution)
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
