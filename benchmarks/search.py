@@ -260,6 +260,7 @@ def _table(plugin: str, rows: dict[str, list[tuple[Result, float]]], args: argpa
     print(f"{'searcher':<15}{'epochs to target':>18}{'spread':>17}{'best after budget':>19}{'SE':>7}"
           f"{'trials':>7}{'prior':>6}{'pruned':>7}{'regret':>7}{'epochs saved':>13}{'s':>7}")
     medians: dict[str, float] = {}
+    shown: dict[str, str] = {}  # the median as the table prints it
     for name, per_seed in rows.items():
         to = [r.epochs_to(target) for r, target in per_seed]
         reached = [v for v in to if v is not None]
@@ -274,7 +275,8 @@ def _table(plugin: str, rows: dict[str, list[tuple[Result, float]]], args: argpa
         misses = len(to) - len(reached)
         se = statistics.median(standard_error(r.best, r.val_examples) for r, _ in per_seed)
         medians[name] = statistics.median([v if v is not None else math.inf for v in to])
-        print(f"{name:<15}{_median(to):>18}{spread + ('+' + str(misses) + ' miss' if misses else ''):>17}"
+        shown[name] = _median(to)
+        print(f"{name:<15}{shown[name]:>18}{spread + ('+' + str(misses) + ' miss' if misses else ''):>17}"
               f"{100 * med_best:>18.2f}%{100 * se:>6.2f}{statistics.median(r.trials for r, _ in per_seed):>7.0f}"
               f"{statistics.median(r.prior_trials for r, _ in per_seed):>6.0f}{pruned:>7}{regret:>7}"
               f"{100 * saved:>12.0f}%{statistics.median(r.seconds for r, _ in per_seed):>7.1f}")
@@ -283,9 +285,8 @@ def _table(plugin: str, rows: dict[str, list[tuple[Result, float]]], args: argpa
         print(f"tuner / tpe+median, median epochs to target: {medians['tuner'] / medians['tpe+median']:.2f}x "
               "(goal: at most 0.5x)")
     elif "tuner" in medians and "tpe+median" in medians:
-        print("tuner / tpe+median, median epochs to target: no ratio, a median is a miss (tuner "
-              f"{_median([r.epochs_to(t) for r, t in rows['tuner']])}, tpe+median "
-              f"{_median([r.epochs_to(t) for r, t in rows['tpe+median']])})")
+        print("tuner / tpe+median, median epochs to target: no ratio, a median is a miss "
+              f"(tuner {shown['tuner']}, tpe+median {shown['tpe+median']})")
     if "tuner" in medians and "tuner-noprior" in medians and math.isfinite(medians["tuner-noprior"]) \
             and math.isfinite(medians["tuner"]):
         print(f"tuner / tuner-noprior, median epochs to target: {medians['tuner'] / medians['tuner-noprior']:.2f}x")
