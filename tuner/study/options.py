@@ -77,8 +77,8 @@ class OptimizeOptions:
     pruner_startup: int = option(3, "median: trials that complete before any is pruned.", type=int,
                                  show_default=True)
     pruner_warmup: int | None = option(None, "Epochs a trial trains before it can be pruned (default: a "
-                                       "quarter of --epochs). Never pruned either: the 2 epochs after its "
-                                       "learning rate was lowered.", type=int)
+                                       "sixth of --epochs, to the nearest). Never pruned either: the 2 epochs "
+                                       "after its learning rate was lowered.", type=int)
     prior: str = option("reference", "Where trials are drawn: the reference's learning rate walked up or down "
                         "first, then around the reference settings, less as trials finish and far less once "
                         "another trial beats them ('reference'), or by the sampler alone ('none').",
