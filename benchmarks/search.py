@@ -25,9 +25,11 @@ Searchers (Optuna at its defaults, the reference queued first):
 
 ``--bad-reference``: the reference's learning rate divided by 1000 (for every searcher), to
 show what a poor prior costs. ``--jobs 2``: tuner's and Optuna's searchers run two trials at a
-time, each drawn while the other trains (threads of this process, which share torch's random
-generator: a trial's dropout masks then differ from the same trial run alone; tuner's ``--jobs``
-workers are processes). Peers from other libraries (``--searchers ... ray-asha
+time on one study, each drawn while the other trains, as ``--jobs 2``'s workers do. The workers
+take turns (:class:`Lockstep`): an epoch is trained when it is the next to end on a clock that
+counts epochs, so the study sees the trials start, report and end in the order two equally fast
+workers would give them, every run the same; each trial keeps its own random generator, so it
+trains exactly as it would alone. Peers from other libraries (``--searchers ... ray-asha
 neps-priorband``: Ray Tune ASHA, NePS PriorBand) come from benchmarks/search_peers.py and need
 ``pip install -e '.[bench]'``.
 
@@ -42,6 +44,7 @@ import dataclasses
 import math
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -76,6 +79,7 @@ class Setup:
     data: PreparedData
     epochs: int
     seed: int
+    warmup: int | None = None  # tuner's pruner: epochs before any pruning (None: tuner's default)
 
 
 def _sampler(setup: Setup, prior: bool) -> optuna.samplers.BaseSampler:
@@ -86,13 +90,14 @@ def _sampler(setup: Setup, prior: bool) -> optuna.samplers.BaseSampler:
     return PriorSampler(tpe, fixed_params_for(setup.arch.reference, space), setup.seed, len(setup.data.val_y))
 
 
-def _pruner(kind: str, epochs: int) -> optuna.pruners.BasePruner:
+def _pruner(kind: str, epochs: int, warmup: int | None = None) -> optuna.pruners.BasePruner:
     if kind == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3)
     if kind == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
     if kind == "schedule":
-        return SchedulePruner(optuna.pruners.MedianPruner(n_startup_trials=3), auto_warmup(epochs))
+        return SchedulePruner(optuna.pruners.MedianPruner(n_startup_trials=3),
+                              auto_warmup(epochs) if warmup is None else warmup)
     return optuna.pruners.NopPruner()
 
 
@@ -100,8 +105,8 @@ SEARCHERS: dict[str, Callable[[Setup], tuple[optuna.samplers.BaseSampler, optuna
     "tpe": lambda s: (_sampler(s, False), _pruner("none", s.epochs)),
     "tpe+median": lambda s: (_sampler(s, False), _pruner("median", s.epochs)),
     "tpe+hyperband": lambda s: (_sampler(s, False), _pruner("hyperband", s.epochs)),
-    "tuner": lambda s: (_sampler(s, True), _pruner("schedule", s.epochs)),
-    "tuner-noprior": lambda s: (_sampler(s, False), _pruner("schedule", s.epochs)),
+    "tuner": lambda s: (_sampler(s, True), _pruner("schedule", s.epochs, s.warmup)),
+    "tuner-noprior": lambda s: (_sampler(s, False), _pruner("schedule", s.epochs, s.warmup)),
 }
 
 
@@ -126,11 +131,101 @@ class Result:
         return next((e for e, score in self.ends if score >= target), None)
 
 
+class Lockstep:
+    """``jobs`` workers (threads) on one study, one running at a time, in the order their epochs
+    would end if every epoch took the same time: a worker's clock counts the epochs it has begun,
+    and the turn goes to the lowest clock (the lower worker on a tie). A worker yields as each
+    epoch begins (the trainer's ``on_batch(0, ...)``, heard as the listener's ``batch_done``); the
+    global random generator, which dropout draws from, is kept per worker across the yield.
+    ``trained`` counts every epoch ended, all workers together: the epochs at a trial's end."""
+
+    def __init__(self, jobs: int) -> None:
+        self.cond = threading.Condition()
+        self.clock = [0] * jobs
+        self.live = set(range(jobs))
+        self.turn = 0
+        self.trained = 0
+        self.local = threading.local()
+
+    def _pass(self) -> None:
+        if self.live:
+            self.turn = min(self.live, key=lambda w: (self.clock[w], w))
+        self.cond.notify_all()
+
+    def _wait(self, worker: int) -> None:
+        while self.turn != worker:
+            self.cond.wait()
+
+    def enter(self, worker: int) -> None:
+        self.local.worker = worker
+        with self.cond:
+            self._wait(worker)
+
+    def leave(self) -> None:
+        with self.cond:
+            self.live.discard(self.local.worker)
+            self._pass()
+
+    # The listener's side (tuner.training.trial.Listener).
+    def trial_started(self, number: int, hp: dict, reference: bool, where: str = "") -> None:  # type: ignore[type-arg]
+        pass
+
+    def batch_done(self, number: int, epoch: int, epochs: int, done: int, batches: int, images: int) -> None:
+        if done:
+            return
+        worker = self.local.worker
+        with self.cond:
+            state = torch.get_rng_state()
+            self.clock[worker] += 1
+            self._pass()
+            self._wait(worker)
+            torch.set_rng_state(state)
+
+    def epoch_done(self, number: int, epoch: int, epochs: int, result: object) -> None:
+        self.trained += 1
+
+
+def _run_in_lockstep(study: optuna.Study, objective: Objective, budget: int, jobs: int
+                     ) -> tuple[list[tuple[int, float]], list[optuna.trial.FrozenTrial]]:
+    """``jobs`` workers ask, train and tell trials until ``budget`` epochs are trained (see
+    :class:`Lockstep`); ``(epochs trained, score)`` of each trial that ended within it, in the
+    order they ended, and those trials."""
+    lockstep = Lockstep(jobs)
+    objective.listener = lockstep
+    ends: list[tuple[int, float]] = []
+    numbers: list[int] = []
+
+    def work(worker: int) -> None:
+        lockstep.enter(worker)
+        try:
+            while lockstep.trained < budget:
+                trial = study.ask()
+                try:
+                    study.tell(trial, objective(trial))
+                except optuna.TrialPruned:
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                except Exception:  # as study.optimize(catch=(Exception,)): a failed trial, the study goes on
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                history = trial.user_attrs.get(records.HISTORY, [])
+                if history and lockstep.trained <= budget:
+                    ends.append((lockstep.trained, history[-1]["val_accuracy"]))
+                    numbers.append(trial.number)
+        finally:
+            lockstep.leave()
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    return ends, [trials[n] for n in numbers]
+
+
 def run_searcher(name: str, setup: Setup, budget: int, jobs: int = 1) -> Result:
     """One study of ``name`` until ``budget`` epochs are trained; trials ending after it do not
-    count. ``jobs`` > 1: trials run that many at a time (threads on one study, as ``--jobs``
-    workers share one), each drawn while the others run; their epochs count in the order the
-    trials end."""
+    count. ``jobs`` > 1: trials run that many at a time on one study, as ``--jobs`` workers share
+    one, each drawn while the others run (:class:`Lockstep`); their epochs count as they end."""
     sampler, pruner = SEARCHERS[name](setup)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     space = build_space(setup.arch)
@@ -138,9 +233,11 @@ def run_searcher(name: str, setup: Setup, budget: int, jobs: int = 1) -> Result:
     objective = Objective(arch=setup.arch, data=setup.data, space=space, epochs=setup.epochs, seed=setup.seed)
     trained, ends, started, seen = 0, [], time.perf_counter(), 0
     counted: list[optuna.trial.FrozenTrial] = []
-    while trained < budget:
-        study.optimize(objective, n_trials=jobs, n_jobs=jobs, catch=(Exception,))
-        new = sorted(study.trials[seen:], key=lambda t: t.datetime_complete)
+    if jobs > 1:
+        ends, counted = _run_in_lockstep(study, objective, budget, jobs)
+    while jobs == 1 and trained < budget:
+        study.optimize(objective, n_trials=1, catch=(Exception,))
+        new = study.trials[seen:]
         seen += len(new)
         for trial in new:
             history = trial.user_attrs.get(records.HISTORY, [])
@@ -203,7 +300,7 @@ def setup_for(plugin: str, seed: int, args: argparse.Namespace) -> Setup:
     settings = {"seed": seed, "val_fraction": DEFAULT_VAL_FRACTION, "max_train": args.max_train,
                 "max_val": args.max_val or validation_cap(args.max_train, DEFAULT_VAL_FRACTION)}
     data = load_data(pair, default_data_dir(str(args.data_dir)), torch.device("cpu"), settings)
-    return Setup(pair, arch, data, args.epochs, seed)
+    return Setup(pair, arch, data, args.epochs, seed, getattr(args, "pruner_warmup", None))
 
 
 def _median(values: list[float | None]) -> str:
@@ -211,7 +308,8 @@ def _median(values: list[float | None]) -> str:
     known = [v for v in values if v is not None]
     if len(known) < len(values) / 2:
         return "not reached"
-    return f"{statistics.median([v if v is not None else math.inf for v in values]):.0f}"
+    median = statistics.median([v if v is not None else math.inf for v in values])
+    return f"{median:.0f}" if math.isfinite(median) else "not reached"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,13 +327,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bad-reference", action="store_true", help="the reference's lr / 1000")
     parser.add_argument("--no-regret", action="store_true", help="skip the side runs of pruned trials")
     parser.add_argument("--jobs", type=int, default=1, help="trials at a time (tuner's and Optuna's searchers)")
+    parser.add_argument("--pruner-warmup", type=int, default=None, metavar="E",
+                        help="tuner's searchers: epochs before any pruning, as tuner optimize's flag "
+                             "(default: tuner's, a sixth of --epochs to the nearest)")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if args.max_val is not None and args.max_val < 1:
         parser.error("--max-val must be at least 1")
     print(f"search benchmark: {args.seeds} seeds, {args.epochs} epochs a trial, budget {args.budget} epochs, "
           f"{args.max_train} training images of real MNIST, CPU{', reference lr / 1000' if args.bad_reference else ''}"
-          f"{f', {args.jobs} trials at a time' if args.jobs > 1 else ''}")
+          f"{f', {args.jobs} trials at a time' if args.jobs > 1 else ''}"
+          f"{f', tuner pruning after {args.pruner_warmup} epochs' if args.pruner_warmup is not None else ''}")
     failed = False
     for plugin in args.pairs:
         rows: dict[str, list[tuple[Result, float]]] = {name: [] for name in args.searchers}

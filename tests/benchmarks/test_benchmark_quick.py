@@ -41,20 +41,34 @@ def test_the_search_benchmark_runs_every_optuna_searcher_and_counts_pruning_regr
     assert "target" in proc.stdout and "epochs to target" in proc.stdout
 
 
-@pytest.mark.slow
-def test_the_search_benchmark_runs_two_trials_at_a_time(mnist_dir):
-    """``--jobs 2``: two trials of one study at a time, their epochs counted as they end; every
-    trial of the budget is counted once (12 epochs of 3-epoch trials, none pruned: 4 trials)."""
+def _search(mnist_dir, *extra: str) -> str:
     proc = subprocess.run(
         [sys.executable, "benchmarks/search.py", "--pairs", "mlp-mnist", "--seeds", "1", "--budget", "12",
-         "--epochs", "3", "--max-train", "600", "--data-dir", str(mnist_dir), "--searchers", "tpe",
-         "--jobs", "2"],
+         "--epochs", "3", "--max-train", "600", "--data-dir", str(mnist_dir), *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "2 trials at a time" in proc.stdout
-    row = next(line.split() for line in proc.stdout.splitlines() if line.startswith("tpe "))
-    assert row[-6] == "4", proc.stdout  # the trials column: 12 epochs / 3
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_the_search_benchmark_runs_two_trials_at_a_time_the_same_every_run(mnist_dir):
+    """``--jobs 2``: two trials of one study at a time, their epochs counted as they end; every
+    trial of the budget is counted once (12 epochs of 3-epoch trials, none pruned: 4 trials).
+    The workers take turns by a clock of epochs, so a second run prints the same study, and the
+    reference trains as it does one at a time (the same score, so the same target)."""
+    out = _search(mnist_dir, "--searchers", "tpe", "tuner", "--no-regret", "--jobs", "2")
+    assert "2 trials at a time" in out
+    row = next(line.split() for line in out.splitlines() if line.startswith("tpe "))
+    assert row[-6] == "4", out  # the trials column: 12 epochs / 3
+
+    def counted(text: str) -> list[list[str]]:  # every row without its wall seconds
+        return [line.split()[:-1] for line in text.splitlines() if line.startswith(("tpe ", "tuner "))]
+
+    assert counted(_search(mnist_dir, "--searchers", "tpe", "tuner", "--no-regret", "--jobs", "2")) == counted(out)
+    alone = _search(mnist_dir, "--searchers", "tpe", "--no-regret")
+    assert [line for line in alone.splitlines() if "reference" in line] == \
+        [line for line in out.splitlines() if "reference" in line], alone + out
 
 
 @pytest.mark.slow
@@ -72,3 +86,20 @@ def test_the_fused_benchmark_compares_cohorts_and_whole_studies(mnist_dir):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = [line.split() for line in proc.stdout.splitlines() if line.split()[:1] in (["1"], ["auto"], ["2"])]
     assert [r[0] for r in rows] == ["1", "auto", "2"] and rows[2][1] == "2" and all(r[4] == "4" for r in rows)
+
+
+@pytest.mark.slow
+def test_the_neighbours_benchmark_trains_each_one_setting_move_of_the_reference(mnist_dir):
+    """benchmarks/neighbours.py: the reference and each setting moved one step, trained alone with
+    the reference's seed; the count of those that beat it by a standard error. Figures in
+    docs/benchmarks.md, section 10."""
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/neighbours.py", "--pair", "mlp-mnist", "--seeds", "1", "--epochs", "1",
+         "--max-train", "600", "--data-dir", str(mnist_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    moves = [line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ")]
+    # seed 002's reference: SGD at lr 0.01, batch 64, no weight decay, a step schedule
+    assert moves == ["lr", "lr", "batch", "batch", "wd", "wd", "adam", "adamw", "plateau"], proc.stdout
+    assert "neighbours that reach the target:" in proc.stdout and "of 9" in proc.stdout
