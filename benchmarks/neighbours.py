@@ -16,19 +16,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from search import DEFAULT_DATA, Setup, setup_for
 
-from tuner.contract import OPTIMIZERS, Choice, Hyperparameters
+from tuner.contract import OPTIMIZERS, Choice, Hyperparameters, Param
 from tuner.study.stopping import standard_error
 from tuner.training.loop import start_training, trial_seed
 from tuner.training.space import build_space
 
 
-def neighbours(reference: Hyperparameters, space: dict, has_dropout: bool) -> dict[str, dict]:  # type: ignore[type-arg]
+def neighbours(reference: Hyperparameters, space: Mapping[str, Param], has_dropout: bool) -> dict[str, dict[str, Any]]:
     """Each one-setting move from ``reference``, named as it prints."""
-    moves: dict[str, dict] = {"lr x3": {"lr": reference.lr * 3}, "lr /3": {"lr": reference.lr / 3}}  # type: ignore[type-arg]
+    moves: dict[str, dict[str, Any]] = {"lr x3": {"lr": reference.lr * 3}, "lr /3": {"lr": reference.lr / 3}}
     sizes = space.get("batch_size")
     if isinstance(sizes, Choice):
         options = sorted(sizes.options)
@@ -65,7 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.seeds):
         setup = setup_for(args.pair, seed, args)
         reference = dataclasses.replace(setup.arch.reference, epochs=args.epochs)
-
         base = _accuracies(setup, reference, args.epochs)
         n_val = len(setup.data.val_y)
         target = base[-1] + standard_error(base[-1], n_val)

@@ -235,16 +235,17 @@ def run_searcher(name: str, setup: Setup, budget: int, jobs: int = 1) -> Result:
     counted: list[optuna.trial.FrozenTrial] = []
     if jobs > 1:
         ends, counted = _run_in_lockstep(study, objective, budget, jobs)
-    while jobs == 1 and trained < budget:
-        study.optimize(objective, n_trials=1, catch=(Exception,))
-        new = study.trials[seen:]
-        seen += len(new)
-        for trial in new:
-            history = trial.user_attrs.get(records.HISTORY, [])
-            trained += len(history)
-            if history and trained <= budget:
-                ends.append((trained, history[-1]["val_accuracy"]))
-                counted.append(trial)
+    else:
+        while trained < budget:
+            study.optimize(objective, n_trials=1, catch=(Exception,))
+            new = study.trials[seen:]
+            seen += len(new)
+            for trial in new:
+                history = trial.user_attrs.get(records.HISTORY, [])
+                trained += len(history)
+                if history and trained <= budget:
+                    ends.append((trained, history[-1]["val_accuracy"]))
+                    counted.append(trial)
     done = [t for t in counted if t.state.name in ("COMPLETE", "PRUNED")]
     return Result(
         searcher=name, ends=ends, best=max((s for _, s in ends), default=0.0), trials=len(ends),
@@ -334,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if args.max_val is not None and args.max_val < 1:
         parser.error("--max-val must be at least 1")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    if args.pruner_warmup is not None and args.pruner_warmup < 0:
+        parser.error("--pruner-warmup must be 0 or more")
     print(f"search benchmark: {args.seeds} seeds, {args.epochs} epochs a trial, budget {args.budget} epochs, "
           f"{args.max_train} training images of real MNIST, CPU{', reference lr / 1000' if args.bad_reference else ''}"
           f"{f', {args.jobs} trials at a time' if args.jobs > 1 else ''}"

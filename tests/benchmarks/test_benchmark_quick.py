@@ -103,3 +103,12 @@ def test_the_neighbours_benchmark_trains_each_one_setting_move_of_the_reference(
     # seed 002's reference: SGD at lr 0.01, batch 64, no weight decay, a step schedule
     assert moves == ["lr", "lr", "batch", "batch", "wd", "wd", "adam", "adamw", "plateau"], proc.stdout
     assert "neighbours that reach the target:" in proc.stdout and "of 9" in proc.stdout
+
+
+@pytest.mark.parametrize(("flag", "said"), [(["--jobs", "0"], "--jobs must be at least 1"),
+                                            (["--pruner-warmup", "-1"], "--pruner-warmup must be 0 or more")])
+def test_the_search_benchmark_refuses_an_impossible_setting_in_one_line(flag, said):
+    """Before, --jobs 0 ran no trial and ended in a traceback; now one line and exit 2."""
+    proc = subprocess.run([sys.executable, "benchmarks/search.py", *flag], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and said in proc.stderr.splitlines()[-1] and "Traceback" not in proc.stderr
