@@ -1,17 +1,21 @@
 """A study whose disk is read-only or full: one line saying which, nothing stored lost, no trial
 left running, and `best`/`trials` still read it. Made for real: an immutable file (chattr +i,
-which binds root too, as CI runs) and a small tmpfs filled to the brim."""
+which binds root too, as CI runs), a small tmpfs filled to the brim, and another program's lock
+on the file (waited for, then one line)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
-from helpers import digest, immutable, one_error_line, run_tuner
+from helpers import TUNER, digest, immutable, one_error_line, run_tuner
 
 pytestmark = pytest.mark.reliability  # docs/reliability.md: every fault and bad input
 
@@ -91,3 +95,52 @@ def test_a_database_on_a_full_disk_is_one_line_and_stays_readable(tmp_path):
         assert run_tuner("best", str(db), "--json", cwd=tmp_path, check=True).stdout.startswith("{")
         run_tuner("optimize", *SHORT, "--trials", "1", "--db", str(db), cwd=tmp_path, check=True)
         assert "RUNNING" not in states(db)  # a trial the full disk left running is failed on resume
+
+
+@contextlib.contextmanager
+def held(db: Path, how: str) -> Iterator[None]:
+    """Another program's transaction on the file: ``BEGIN`` plus a read (a script polling the
+    study, which blocks only writers and a change of journal mode) or ``BEGIN EXCLUSIVE``."""
+    con = sqlite3.connect(db, isolation_level=None)
+    try:
+        con.execute(how)
+        con.execute("SELECT count(*) FROM trials").fetchone()
+        yield
+    finally:
+        con.execute("COMMIT")
+        con.close()
+
+
+def in_rollback_mode(db: Path) -> None:
+    """As a study that plain Optuna made (tuner's own files are in write-ahead-log mode)."""
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    con.close()
+
+
+@pytest.mark.slow
+def test_a_study_another_program_reads_is_waited_for_not_refused(tmp_path):
+    db = tmp_path / "studies" / "p.db"
+    run_tuner("optimize", *SHORT, "--trials", "1", "--db", str(db), cwd=tmp_path, check=True)
+    in_rollback_mode(db)
+    env = {**os.environ, "TUNER_OFFLINE": "1", "TUNER_DATA_DIR": str(tmp_path / "data")}
+    with held(db, "BEGIN"):  # for 15 s: sqlite3's own wait (5 s) would have refused
+        proc = subprocess.Popen([TUNER, "optimize", *SHORT, "--trials", "1", "--db", str(db)], cwd=tmp_path,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(15)
+        assert proc.poll() is None, proc.communicate()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
+    assert states(db) == ["COMPLETE", "COMPLETE"]
+
+
+@pytest.mark.slow
+def test_a_study_locked_for_good_is_one_line_and_left_as_it_was(tmp_path):
+    db = tmp_path / "studies" / "x.db"
+    run_tuner("optimize", *SHORT, "--trials", "1", "--db", str(db), cwd=tmp_path, check=True)
+    in_rollback_mode(db)
+    before = digest(db)
+    with held(db, "BEGIN EXCLUSIVE"):
+        line = one_error_line(run_tuner("optimize", *SHORT, "--trials", "1", "--db", str(db), cwd=tmp_path))
+    assert f"{db} stayed locked by another program for 30 s" in line and "run the same command again" in line
+    assert digest(db) == before and states(db) == ["COMPLETE"]

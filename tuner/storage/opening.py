@@ -18,7 +18,14 @@ import sqlalchemy
 from tuner.errors import StudyError, message_line
 from tuner.storage import records
 from tuner.storage.location import Location, locate_target, scrub
-from tuner.storage.sqlite import check_database_file, disk_full, file_lock, tune_for_writers
+from tuner.storage.sqlite import (
+    BUSY_TIMEOUT_S,
+    check_database_file,
+    disk_full,
+    file_lock,
+    still_locked,
+    tune_for_writers,
+)
 from tuner.storage.stale import GRACE_S, HEARTBEAT_S, killed_trial
 
 _CREATE_ATTEMPTS = 5
@@ -68,7 +75,8 @@ def _open_rdb(location: Location, create: bool, beat: dict[str, Any]) -> optuna.
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                storage = optuna.storages.RDBStorage(location.url, skip_table_creation=not create, **beat)
+                storage = optuna.storages.RDBStorage(location.url, skip_table_creation=not create,
+                                                     engine_kwargs=_engine_kwargs(location), **beat)
             _opened.add(storage)
             break
         except Exception as e:  # SQLAlchemy and Optuna raise many kinds; all mean "cannot open"
@@ -81,8 +89,19 @@ def _open_rdb(location: Location, create: bool, beat: dict[str, Any]) -> optuna.
                 continue
             cause = _innermost(e)
             reason = _reason(cause, location)
+            if "locked" in reason:
+                raise still_locked(location.shown, reason) from None
             raise StudyError(f"cannot open {location.shown}: {type(cause).__name__}: {reason}") from None
     return storage
+
+
+def _engine_kwargs(location: Location) -> dict[str, Any]:
+    """A SQLite file that another program holds (a script polling the study, another
+    terminal's tuner creating it) is waited for, as long as a --jobs worker waits for a write
+    (:func:`tuner.storage.sqlite.tune_for_writers`), rather than refused after sqlite3's 5 s."""
+    if location.db_path is None:
+        return {}
+    return {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
 
 
 @contextlib.contextmanager
@@ -118,6 +137,8 @@ def written(location: Location) -> Iterator[None]:
     except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as e:
         cause = _innermost(e)
         reason = _reason(cause, location)
+        if "locked" in reason:
+            raise still_locked(location.shown, reason) from None
         if "readonly" in reason or "read-only" in reason:
             raise StudyError(f"{location.shown} is read-only ({reason}); make the file and its folder writable, "
                              "or run on a copy (`tuner best` and `tuner trials` read it as it is)") from None

@@ -27,6 +27,7 @@ except ImportError:  # Windows: no flock; concurrent creation is then Optuna's o
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _REQUIRED_TABLES = {"studies", "trials", "trial_values"}
+BUSY_TIMEOUT_S = 30  # how long a connection waits for another's lock on the file
 
 
 def disk_full(folder: Path) -> bool:
@@ -62,6 +63,8 @@ def check_database_file(path: Path) -> None:
     try:
         tables = _tables_checked(path)
     except sqlite3.DatabaseError as e:
+        if "locked" in str(e):  # held all along by another program: nothing is wrong with the file
+            raise still_locked(str(path), str(e)) from None
         folder = path.absolute().parent
         if disk_full(folder):  # SQLite could not make its -wal and -shm files: not damage
             raise StudyError(f"no space left in {folder} to open {path} ({e}); free some and "
@@ -74,9 +77,14 @@ def check_database_file(path: Path) -> None:
         raise StudyError(f"{path} is a SQLite database but holds no tuner study; check the path")
 
 
+def still_locked(shown: str, reason: str) -> StudyError:
+    return StudyError(f"{shown} stayed locked by another program for {BUSY_TIMEOUT_S} s ({reason}); "
+                      "let it finish, or stop it, and run the same command again")
+
+
 def _tables_checked(path: Path) -> set[str]:
     """The file's tables, after SQLite's quick check of a study's (raises DatabaseError)."""
-    con = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+    con = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
     try:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if tables >= _REQUIRED_TABLES:
@@ -122,11 +130,13 @@ def tune_for_writers(engine: sqlalchemy.Engine) -> None:
 
 def _fast_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
     # --jobs workers and every trial's heartbeat thread write to one file: wait for the lock
     # (30 s) rather than fail a trial with "database is locked" after sqlite3's default 5 s.
-    cursor.execute("PRAGMA busy_timeout=30000")
+    # First: switching a new file to WAL waits for every reader (a script polling the study).
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
     # sqlite3 would BEGIN only before the first write, so Optuna's read-then-write sessions
     # are not atomic: two --jobs workers both read a queued trial as WAITING and both run it

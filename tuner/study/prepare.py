@@ -90,7 +90,8 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
     joining = storage is not None
     if storage is None:
         storage = storage_for(inputs.location, create=True, heartbeat=True)
-    stored = _stored_provenance(storage, inputs)
+    with written(inputs.location):  # a read, but its errors are the same: locked, gone
+        stored = _stored_provenance(storage, inputs)
     settings = _resolve_settings(options, stored)
     space_desc = describe(inputs.space)
     space_changed = bool(stored) and stored.get("search_space", space_desc) != space_desc
