@@ -59,7 +59,7 @@ from tuner.data.prepared import PreparedData, load_data
 from tuner.data.split import DEFAULT_VAL_FRACTION, validation_cap
 from tuner.plugins.pair import Pair, load_pair
 from tuner.storage import records
-from tuner.study.prior import PriorSampler
+from tuner.study.prior import KEEP_CHOICE, SPREAD, PriorSampler
 from tuner.study.pruning import SchedulePruner, auto_warmup
 from tuner.study.stopping import standard_error
 from tuner.training.loop import start_training, trial_seed
@@ -80,6 +80,8 @@ class Setup:
     epochs: int
     seed: int
     warmup: int | None = None  # tuner's pruner: epochs before any pruning (None: tuner's default)
+    spread: float = SPREAD  # tuner's prior: how far its draws go
+    keep_choice: float = KEEP_CHOICE  # tuner's prior: how often a draw keeps the reference's choice
 
 
 def _sampler(setup: Setup, prior: bool) -> optuna.samplers.BaseSampler:
@@ -87,7 +89,8 @@ def _sampler(setup: Setup, prior: bool) -> optuna.samplers.BaseSampler:
     if not prior:
         return tpe
     space = build_space(setup.arch)
-    return PriorSampler(tpe, fixed_params_for(setup.arch.reference, space), setup.seed, len(setup.data.val_y))
+    return PriorSampler(tpe, fixed_params_for(setup.arch.reference, space), setup.seed, len(setup.data.val_y),
+                        spread=setup.spread, keep_choice=setup.keep_choice)
 
 
 def _pruner(kind: str, epochs: int, warmup: int | None = None) -> optuna.pruners.BasePruner:
@@ -301,7 +304,8 @@ def setup_for(plugin: str, seed: int, args: argparse.Namespace) -> Setup:
     settings = {"seed": seed, "val_fraction": DEFAULT_VAL_FRACTION, "max_train": args.max_train,
                 "max_val": args.max_val or validation_cap(args.max_train, DEFAULT_VAL_FRACTION)}
     data = load_data(pair, default_data_dir(str(args.data_dir)), torch.device("cpu"), settings)
-    return Setup(pair, arch, data, args.epochs, seed, getattr(args, "pruner_warmup", None))
+    return Setup(pair, arch, data, args.epochs, seed, getattr(args, "pruner_warmup", None),
+                 getattr(args, "prior_spread", SPREAD), getattr(args, "prior_keep", KEEP_CHOICE))
 
 
 def _median(values: list[float | None]) -> str:
@@ -331,6 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pruner-warmup", type=int, default=None, metavar="E",
                         help="tuner's searchers: epochs before any pruning, as tuner optimize's flag "
                              "(default: tuner's, a sixth of --epochs to the nearest)")
+    parser.add_argument("--prior-spread", type=float, default=SPREAD, metavar="S",
+                        help="tuner's prior: a draw's standard deviation as a share of the range "
+                             f"(default {SPREAD})")
+    parser.add_argument("--prior-keep", type=float, default=KEEP_CHOICE, metavar="P",
+                        help="tuner's prior: how often a draw keeps the reference's choice of a "
+                             f"categorical setting, batch size and optimizer (default {KEEP_CHOICE})")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if args.max_val is not None and args.max_val < 1:
@@ -339,10 +349,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--jobs must be at least 1")
     if args.pruner_warmup is not None and args.pruner_warmup < 0:
         parser.error("--pruner-warmup must be 0 or more")
+    if args.prior_spread <= 0:
+        parser.error("--prior-spread must be more than 0")
+    if not 0 <= args.prior_keep <= 1:
+        parser.error("--prior-keep must be between 0 and 1")
+    prior_changed = (args.prior_spread, args.prior_keep) != (SPREAD, KEEP_CHOICE)
     print(f"search benchmark: {args.seeds} seeds, {args.epochs} epochs a trial, budget {args.budget} epochs, "
           f"{args.max_train} training images of real MNIST, CPU{', reference lr / 1000' if args.bad_reference else ''}"
           f"{f', {args.jobs} trials at a time' if args.jobs > 1 else ''}"
-          f"{f', tuner pruning after {args.pruner_warmup} epochs' if args.pruner_warmup is not None else ''}")
+          f"{f', tuner pruning after {args.pruner_warmup} epochs' if args.pruner_warmup is not None else ''}"
+          f"{f', prior spread {args.prior_spread} keep {args.prior_keep}' if prior_changed else ''}")
     failed = False
     for plugin in args.pairs:
         rows: dict[str, list[tuple[Result, float]]] = {name: [] for name in args.searchers}

@@ -106,7 +106,9 @@ def test_the_neighbours_benchmark_trains_each_one_setting_move_of_the_reference(
 
 
 @pytest.mark.parametrize(("flag", "said"), [(["--jobs", "0"], "--jobs must be at least 1"),
-                                            (["--pruner-warmup", "-1"], "--pruner-warmup must be 0 or more")])
+                                            (["--pruner-warmup", "-1"], "--pruner-warmup must be 0 or more"),
+                                            (["--prior-spread", "0"], "--prior-spread must be more than 0"),
+                                            (["--prior-keep", "1.5"], "--prior-keep must be between 0 and 1")])
 def test_the_search_benchmark_refuses_an_impossible_setting_in_one_line(flag, said):
     """Before, --jobs 0 ran no trial and ended in a traceback; now one line and exit 2."""
     proc = subprocess.run([sys.executable, "benchmarks/search.py", *flag], cwd=ROOT, capture_output=True,

@@ -6,16 +6,17 @@ from __future__ import annotations
 import math
 import statistics
 
+import numpy as np
 import optuna
 import pytest
-from optuna.distributions import FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from tuner.contract import Hyperparameters
 from tuner.storage import records
 from tuner.storage.location import locate
 from tuner.storage.opening import storage_for
-from tuner.study.prior import LR_FACTOR, PriorSampler, centre_probability, left_behind, lr_step
+from tuner.study.prior import LR_FACTOR, PriorSampler, centre_probability, draw_around, left_behind, lr_step
 from tuner.study.pruning import SchedulePruner, auto_warmup, lowered_lately
 from tuner.study.samplers import make_pruner, make_sampler
 from tuner.study.stopping import StopAtNoise, standard_error, stop_reason
@@ -63,6 +64,20 @@ def test_early_trials_are_drawn_around_the_reference_and_a_seeded_study_draws_th
     # TPE's 10 start-up trials are uniform over 4 decades (mean distance ~1.3 decades from 0.01)
     assert _lr_distance(prior, slice(1, None)) < 0.75 * _lr_distance(plain, slice(1, None))
     assert prior.best_value >= plain.best_value
+
+
+def test_the_draws_around_a_centre_go_as_far_as_asked():
+    """The search benchmark varies the prior's reach (--prior-spread, --prior-keep): a draw keeps a
+    categorical choice as often as asked and a numeric one within the asked share of its range."""
+    rng = np.random.default_rng(0)
+    batch = CategoricalDistribution([32, 64, 128, 256, 512])
+    kept = [draw_around(rng, 64, batch, keep_choice=k) == 64 for k in (1.0, 0.0) for _ in range(400)]
+    assert all(kept[:400]) and 0.1 < statistics.mean(kept[400:]) < 0.3  # uniform: 1 in 5
+    def decades_off(spread: float) -> list[float]:  # LR_RANGE spans 4 decades; the centre is 0.01
+        return [abs(math.log10(draw_around(rng, 0.01, LR_RANGE, spread=spread)) + 2) for _ in range(400)]
+
+    assert max(decades_off(0.02)) < 0.4  # sd 0.08 decades: 5 sd
+    assert statistics.mean(decades_off(0.3)) > 0.6  # sd 1.2 decades, clipped at the range's ends
 
 
 @pytest.mark.parametrize(("peak", "walked"), [

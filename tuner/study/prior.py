@@ -152,17 +152,18 @@ def left_behind(finished: Sequence[FrozenTrial], val_examples: int | None) -> Fr
     return max(completed, key=lambda vt: vt[0])[1] if completed else other
 
 
-def draw_around(rng: np.random.Generator, centre: Any, distribution: BaseDistribution) -> Any:
-    """One value of ``distribution`` drawn around ``centre``."""
+def draw_around(rng: np.random.Generator, centre: Any, distribution: BaseDistribution,
+                spread: float = SPREAD, keep_choice: float = KEEP_CHOICE) -> Any:
+    """One value of ``distribution`` drawn around ``centre`` (see :data:`SPREAD`, :data:`KEEP_CHOICE`)."""
     if isinstance(distribution, CategoricalDistribution):
-        if centre in distribution.choices and rng.random() < KEEP_CHOICE:
+        if centre in distribution.choices and rng.random() < keep_choice:
             return centre
         return distribution.choices[int(rng.integers(len(distribution.choices)))]
     assert isinstance(distribution, FloatDistribution | IntDistribution)
     low, high = float(distribution.low), float(distribution.high)
     to, back = (math.log, math.exp) if distribution.log else (float, float)
     lo, hi = to(low), to(high)
-    x = float(np.clip(rng.normal(to(float(centre)), SPREAD * (hi - lo)), lo, hi))
+    x = float(np.clip(rng.normal(to(float(centre)), spread * (hi - lo)), lo, hi))
     value = min(max(back(x), low), high)
     step = distribution.step
     if step is not None:
@@ -180,11 +181,15 @@ class PriorSampler(optuna.samplers.BaseSampler):
         seed: With the trial number, seeds each trial's decision and draws (None: unseeded).
         val_examples: The validation set's size: a non-prior trial leaves the prior behind when it
             beats the prior's best by more than one standard error of its accuracy on it.
+        spread, keep_choice: How far the draws around a centre go (:data:`SPREAD`,
+            :data:`KEEP_CHOICE`; the search benchmark varies them).
     """
 
     def __init__(self, base: optuna.samplers.BaseSampler, prior: Mapping[str, Any], seed: int | None,
-                 val_examples: int | None = None) -> None:
+                 val_examples: int | None = None, *, spread: float = SPREAD,
+                 keep_choice: float = KEEP_CHOICE) -> None:
         self.base = base
+        self.spread, self.keep_choice = spread, keep_choice
         self.prior = dict(prior)
         self.seed = seed
         self.val_examples = val_examples
@@ -251,7 +256,8 @@ class PriorSampler(optuna.samplers.BaseSampler):
             if self._lr is not None and param_name in self._centre:
                 return self._centre[param_name]  # a step of the walk: the reference but for its rate
             if param_name in self._centre:
-                return draw_around(self._rng, self._centre[param_name], param_distribution)
+                return draw_around(self._rng, self._centre[param_name], param_distribution,
+                                   self.spread, self.keep_choice)
         return self.base.sample_independent(study, trial, param_name, param_distribution)
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
