@@ -73,6 +73,7 @@ def test_the_draws_around_a_centre_go_as_far_as_asked():
     batch = CategoricalDistribution([32, 64, 128, 256, 512])
     kept = [draw_around(rng, 64, batch, keep_choice=k) == 64 for k in (1.0, 0.0) for _ in range(400)]
     assert all(kept[:400]) and 0.1 < statistics.mean(kept[400:]) < 0.3  # uniform: 1 in 5
+
     def decades_off(spread: float) -> list[float]:  # LR_RANGE spans 4 decades; the centre is 0.01
         return [abs(math.log10(draw_around(rng, 0.01, LR_RANGE, spread=spread)) + 2) for _ in range(400)]
 
