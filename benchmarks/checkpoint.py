@@ -2,7 +2,7 @@
 
 For each pair, on its real data, with its reference settings: one epoch trained, then the trial's
 state saved through the study's artifact store exactly as an epoch's end saves it
-(``tuner.training.checkpoint.save``: model, optimizer, scheduler, generators; written
+(``tuner.trial.checkpoint.save``: model, optimizer, scheduler, generators; written
 atomically into ``studies/<name>.artifacts/``), best of ``--repeats``. Side by side it prints the
 epoch, the save, their ratio when every epoch saves (``--checkpoint-every 0``), and at the
 default ``--checkpoint-every 30`` (one save per 30 s of training at most)::
@@ -24,12 +24,12 @@ import optuna
 import torch
 from _common import DEFAULT_DATA
 
-from tuner.plugins.pair import load_pair
+from tuner.planning import reference_trainer
+from tuner.plugins import load_pair
+from tuner.storage import StudyArtifacts
 from tuner.storage.stores import BESIDE_DB
-from tuner.storage.weights import StudyArtifacts
-from tuner.study.options import OptimizeOptions
-from tuner.training import checkpoint
-from tuner.training.check import reference_trainer
+from tuner.study import OptimizeOptions
+from tuner.trial import checkpoint
 
 PAIRS = ["mlp-mnist", "lenet-mnist", "cnnnet-mnist", "sigmoid-mlp-mnist"]
 

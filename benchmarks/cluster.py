@@ -35,7 +35,7 @@ from pathlib import Path
 import optuna
 from _common import study_parser
 
-from tuner.study.samplers import make_pruner, make_sampler
+from tuner.search import make_pruner, make_sampler
 
 BIN = Path(sys.executable).parent
 TUNER, RAY = str(BIN / "tuner"), str(BIN / "ray")
@@ -119,7 +119,7 @@ def _serve(path: str, port: int, ready) -> None:  # type: ignore[no-untyped-def]
     with tuner's batch method added; a plain GrpcStorageProxy client does not use it)."""
     from optuna.storages import RDBStorage, get_storage
 
-    from tuner.storage.proxy import serve
+    from tuner.storage import serve
 
     server = serve(get_storage(RDBStorage(f"sqlite:///{path}")), "127.0.0.1", port)
     ready.set()
@@ -168,7 +168,7 @@ def proxy_cost(n: int) -> dict[str, tuple[float, float, float]]:
 
     from optuna.storages import GrpcStorageProxy, RDBStorage, get_storage
 
-    from tuner.storage.proxy import BatchingProxy
+    from tuner.storage import BatchingProxy
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     folder = Path(tempfile.mkdtemp())

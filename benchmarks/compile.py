@@ -19,11 +19,10 @@ from pathlib import Path
 import torch
 from _common import DEFAULT_DATA
 
-from tuner.data.loading import load_splits
-from tuner.data.prepared import prepare
+from tuner.data import load_splits, prepare
 from tuner.plugins.registry import registry
-from tuner.training.loop import Trainer
-from tuner.training.space import hyperparameters
+from tuner.search import hyperparameters
+from tuner.training import Trainer
 
 TRIALS = [{"lr": 0.01}, {"lr": 0.003, "dropout": 0.2}, {"lr": 0.03, "dropout": 0.4}]
 

@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from _common import DEFAULT_DATA
 
 from tuner.contract import Hyperparameters
-from tuner.data.loading import load_splits
-from tuner.data.prepared import model_shape, prepare
+from tuner.data import load_splits, prepare
+from tuner.data.prepared import model_shape
 from tuner.plugins.registry import registry
-from tuner.training.loop import Trainer
+from tuner.training import Trainer
 
 
 def sync(device: torch.device) -> None:

@@ -1,7 +1,7 @@
 """How close the cost said before trial 0 is to what an epoch then takes.
 
 For each pair, on its real data with its reference settings: the estimate ``tuner optimize``
-prints (``tuner.training.timing.measure`` on a throwaway model: a few steps timed, scaled to the
+prints (``tuner.planning.timing.measure`` on a throwaway model: a few steps timed, scaled to the
 batch size and to an epoch), what measuring it took, then real epochs of a fresh model; side by
 side with their ratio (1.00: exact)::
 
@@ -19,10 +19,9 @@ from pathlib import Path
 import torch
 from _common import DEFAULT_DATA
 
-from tuner.plugins.pair import load_pair
-from tuner.training.check import reference_trainer
-from tuner.training.loop import start_training
-from tuner.training.timing import measure
+from tuner.planning import measure, reference_trainer
+from tuner.plugins import load_pair
+from tuner.training import start_training
 
 PAIRS = ["mlp-mnist", "lenet-mnist", "cnnnet-mnist", "lenet-digits", "mlp-digits"]
 

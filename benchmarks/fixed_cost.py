@@ -40,19 +40,17 @@ def tuner_phases(data_dir: str, db: str, plugin: str, epochs: int) -> dict[str, 
     collector paused for start-up and the heap frozen at the end as the command does."""
     started = time.perf_counter()
     from tuner import cli  # noqa: F401  (what the command imports before it starts)
-    from tuner.runtime.collector import collector_paused
+    from tuner.runtime import collector_paused
 
     with collector_paused():
         import optuna  # noqa: F401
 
+        from tuner.after import best_summary
         from tuner.after.importance import remember
-        from tuner.after.summary import best_summary
-        from tuner.data.loading import default_data_dir, load_splits
-        from tuner.plugins.pair import load_pair
-        from tuner.study.options import OptimizeOptions
-        from tuner.study.prepare import prepare_study
-        from tuner.study.run import run_study
-        from tuner.study.testset import measure_test_accuracy
+        from tuner.data import default_data_dir, load_splits
+        from tuner.execution import run_study
+        from tuner.plugins import load_pair
+        from tuner.study import OptimizeOptions, measure_test_accuracy, prepare_study
 
         phases = {"imports": time.perf_counter() - started}
         mark = time.perf_counter()

@@ -36,11 +36,9 @@ import torch
 from _common import study_parser
 
 from tuner.contract import Hyperparameters
-from tuner.data.prepared import load_data
-from tuner.data.split import DEFAULT_VAL_FRACTION, validation_cap
-from tuner.plugins.pair import load_pair
-from tuner.training.fused import Cohort
-from tuner.training.loop import start_training
+from tuner.data import DEFAULT_VAL_FRACTION, load_data, validation_cap
+from tuner.plugins import load_pair
+from tuner.training import Cohort, start_training
 
 
 def settings(k: int, batch_size: int, optimizer: str, dropout: bool) -> list[Hyperparameters]:

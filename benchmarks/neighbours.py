@@ -23,9 +23,8 @@ from typing import Any
 from search import DEFAULT_DATA, Setup, setup_for
 
 from tuner.contract import OPTIMIZERS, Choice, Hyperparameters, Param
-from tuner.study.stopping import standard_error
-from tuner.training.loop import start_training, trial_seed
-from tuner.training.space import build_space
+from tuner.search import build_space, standard_error
+from tuner.training import start_training, trial_seed
 
 
 def neighbours(reference: Hyperparameters, space: Mapping[str, Param], has_dropout: bool) -> dict[str, dict[str, Any]]:

@@ -18,9 +18,8 @@ from pathlib import Path
 import optuna
 from _common import study_parser
 
-from tuner.study.options import OptimizeOptions
-from tuner.study.prepare import prepare_study
-from tuner.study.run import run_study
+from tuner.execution import run_study
+from tuner.study import OptimizeOptions, prepare_study
 
 
 def run(pruner: str, args) -> dict[str, float]:

@@ -54,17 +54,21 @@ import torch
 from _common import DEFAULT_DATA
 
 from tuner.contract import Architecture
-from tuner.data.loading import default_data_dir
-from tuner.data.prepared import PreparedData, load_data
-from tuner.data.split import DEFAULT_VAL_FRACTION, validation_cap
-from tuner.plugins.pair import Pair, load_pair
+from tuner.data import DEFAULT_VAL_FRACTION, PreparedData, default_data_dir, load_data, validation_cap
+from tuner.plugins import Pair, load_pair
+from tuner.search import (
+    PriorSampler,
+    SchedulePruner,
+    auto_warmup,
+    build_space,
+    fixed_params_for,
+    hyperparameters,
+    standard_error,
+)
+from tuner.search.prior import KEEP_CHOICE, SPREAD
 from tuner.storage import records
-from tuner.study.prior import KEEP_CHOICE, SPREAD, PriorSampler
-from tuner.study.pruning import SchedulePruner, auto_warmup
-from tuner.study.stopping import standard_error
-from tuner.training.loop import start_training, trial_seed
-from tuner.training.space import build_space, fixed_params_for, hyperparameters
-from tuner.training.trial import Objective, enqueue_reference
+from tuner.training import start_training, trial_seed
+from tuner.trial import Objective, enqueue_reference
 
 PAIRS = ("mlp-mnist", "lenet-mnist", "sigmoid-mlp-mnist")
 PEERS = ("ray-asha", "neps-priorband")  # benchmarks/search_peers.py, when installed (tuner[bench])
@@ -169,7 +173,7 @@ class Lockstep:
             self.live.discard(self.local.worker)
             self._pass()
 
-    # The listener's side (tuner.training.trial.Listener).
+    # The listener's side (tuner.trial.objective.Listener).
     def trial_started(self, number: int, hp: dict, reference: bool, where: str = "") -> None:  # type: ignore[type-arg]
         pass
 

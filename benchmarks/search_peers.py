@@ -23,9 +23,9 @@ from typing import Any
 import optuna
 
 from tuner.contract import Choice, FloatRange, IntRange
+from tuner.search import build_space, fixed_params_for, hyperparameters, sample
 from tuner.storage.records import ZERO_SWITCH
-from tuner.training.loop import Trainer, start_training, trial_seed
-from tuner.training.space import build_space, fixed_params_for, hyperparameters, sample
+from tuner.training import Trainer, start_training, trial_seed
 
 PEERS = ("ray-asha", "neps-priorband")
 

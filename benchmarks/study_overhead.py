@@ -10,7 +10,7 @@ Also counts the SQL writes each trial makes, per epoch.
 
 Then Python's full garbage collections in a study of short real trials, side by side: with the
 collector as a plain script has it, and as tuner runs trials (its start-up heap frozen,
-tuner.study.run.LongLivedHeap). Then TPE's sampling time by storage, and a trial's bookkeeping
+tuner.execution.run.LongLivedHeap). Then TPE's sampling time by storage, and a trial's bookkeeping
 alone (training a no-op), again with and without the frozen heap.
 
 Then the cost of keeping a trial's weights as a study artifact (sha256, atomic write through
@@ -43,17 +43,14 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from sqlalchemy import event
 
 from tuner.contract import Choice, FloatRange, IntRange
+from tuner.execution import run as run_module
+from tuner.execution import run_study
 from tuner.plugins.registry import registry
-from tuner.storage.location import locate
-from tuner.storage.opening import storage_for
-from tuner.study import run as run_module
-from tuner.study.options import OptimizeOptions
-from tuner.study.prepare import prepare_study
-from tuner.study.run import run_study
-from tuner.study.samplers import make_sampler
+from tuner.search import build_space, make_sampler, sample
+from tuner.storage import locate, storage_for
+from tuner.study import OptimizeOptions, prepare_study
 from tuner.training import loop as engine
-from tuner.training import trial as objective_module
-from tuner.training.space import build_space, sample
+from tuner.trial import objective as objective_module
 
 PARTS = ("trials", "gc", "sampling", "bookkeeping", "store", "workers")
 

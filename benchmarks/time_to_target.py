@@ -38,15 +38,13 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from tuner.contract import Hyperparameters
-from tuner.data.loading import load_splits
+from tuner.data import DEFAULT_VAL_FRACTION, load_splits, validation_cap
 from tuner.data.prepared import model_shape
-from tuner.data.split import DEFAULT_VAL_FRACTION, validation_cap
-from tuner.plugins.pair import load_pair
+from tuner.execution import run_study
+from tuner.plugins import load_pair
 from tuner.plugins.registry import registry
-from tuner.runtime.collector import collector_paused
-from tuner.study.options import OptimizeOptions
-from tuner.study.prepare import prepare_study
-from tuner.study.run import run_study
+from tuner.runtime import collector_paused
+from tuner.study import OptimizeOptions, prepare_study
 
 
 class ImageList(torch.utils.data.Dataset):
@@ -79,7 +77,7 @@ class Clock:
         if self.reached_epoch is None and accuracy >= self.target:
             self.reached_epoch = time.perf_counter() - self.start
 
-    # tuner's objective reports through a listener (tuner.training.trial.Listener)
+    # tuner's objective reports through a listener (tuner.trial.objective.Listener)
     def trial_started(self, number, hp, reference) -> None:
         pass
 

@@ -99,10 +99,8 @@ def digits_data():
     """mlp-digits' data as a study prepares it (scikit-learn's digits: no download), on the CPU."""
     import torch
 
-    from tuner.data.loading import default_data_dir
-    from tuner.data.prepared import load_data
-    from tuner.data.split import DEFAULT_VAL_FRACTION
-    from tuner.plugins.pair import load_pair
+    from tuner.data import DEFAULT_VAL_FRACTION, default_data_dir, load_data
+    from tuner.plugins import load_pair
 
     settings = {"seed": 0, "val_fraction": DEFAULT_VAL_FRACTION, "max_train": None, "max_val": None}
     return load_data(load_pair("mlp-digits"), default_data_dir(None), torch.device("cpu"), settings)

@@ -18,11 +18,16 @@ ALLOWED = {
     "plugins": {"plugins", "runtime"},
     "data": {"data", "plugins", "runtime"},
     "storage": {"storage", "runtime"},
-    "training": {"training", "data", "plugins", "storage", "runtime"},
-    "after": {"after", "training", "data", "plugins", "storage", "runtime"},
-    "study": {"study", "after", "training", "data", "plugins", "storage", "runtime"},
+    "search": {"search", "storage", "runtime"},
+    "training": {"training", "data", "plugins", "runtime"},
+    "planning": {"planning", "training", "data", "plugins", "runtime"},
+    "trial": {"trial", "search", "training", "data", "plugins", "storage", "runtime"},
+    "after": {"after", "search", "training", "data", "plugins", "storage", "runtime"},
+    "study": {"study", "trial", "planning", "search", "training", "data", "plugins", "storage", "runtime"},
+    "execution": {"execution", "study", "trial", "planning", "search", "training", "data", "plugins", "storage",
+                  "runtime"},
 }
-GROUND = {"tuner", "tuner.errors", "tuner.contract"}
+GROUND = {"tuner", "tuner.errors", "tuner.contract", "tuner.faces"}
 
 
 def modules() -> dict[str, Path]:
@@ -88,11 +93,35 @@ def test_imports_point_down_the_stages(module):
         assert stage(target) in ALLOWED[own], f"{module} ({own}) imports {target}: not below it"
 
 
-def test_after_the_study_and_storage_never_import_the_study_runner():
+def libraries_of(path: Path) -> set[str]:
+    """Every top-level library ``path`` imports, at its top or inside a function."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+#: What each room must never import, tuner's rooms and libraries alike (docs/architecture.md).
+NEVER = {
+    "training": {"optuna", "tuner.search", "tuner.trial", "tuner.study", "tuner.execution"},
+    "search": {"torch", "tuner.training", "tuner.trial", "tuner.execution", "tuner.planning"},
+    "trial": {"tuner.execution", "tuner.study"},
+    "after": {"tuner.study", "tuner.execution"},
+    "storage": {"tuner.study", "tuner.execution", "tuner.trial"},
+}
+
+
+@pytest.mark.parametrize("room", sorted(NEVER))
+def test_a_room_never_imports_what_it_must_not(room):
     for module, path in modules().items():
-        if stage(module) in ("after", "storage"):
-            bad = {t for t in imports_of(path, module) if t.startswith("tuner.study")}
-            assert not bad, f"{module} imports {bad}"
+        if stage(module) != room:
+            continue
+        used = libraries_of(path) | {".".join(t.split(".")[:2]) for t in imports_of(path, module)}
+        bad = used & NEVER[room]
+        assert not bad, f"{module} ({room}) imports {sorted(bad)}"
 
 
 def test_no_import_circle():
@@ -113,3 +142,42 @@ def test_no_import_circle():
     for m in graph:
         if m not in state:
             visit(m, [m])
+
+
+def test_each_face_offers_what_it_lists_and_shadows_no_module():
+    """A package's ``__all__`` is its ``OFFERS``; each name resolves from its module, and none is the
+    name of one of the package's modules (``from pkg import name`` would give the module)."""
+    import importlib
+
+    for path in sorted(PACKAGE.glob("*/__init__.py")):
+        package = importlib.import_module(f"tuner.{path.parent.name}")
+        offers = getattr(package, "OFFERS", None)
+        if offers is None:
+            continue
+        assert package.__all__ == sorted(offers), path
+        for name, module in offers.items():
+            assert not (path.parent / f"{name}.py").exists(), f"{package.__name__}.{name} is also a module"
+            assert getattr(package, name) is getattr(importlib.import_module(f"{package.__name__}.{module}"), name)
+
+
+def test_benchmarks_and_tests_import_what_a_face_offers_from_the_face():
+    root = PACKAGE.parent
+    faces = {p.parent.name: ast.literal_eval(_offers_node(p)) for p in PACKAGE.glob("*/__init__.py") if _offers_node(p)}
+    wrong = []
+    for path in [*sorted((root / "tests").rglob("*.py")), *sorted((root / "benchmarks").rglob("*.py"))]:
+        if "packages" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").count(".") == 2 and \
+                    node.module.startswith("tuner."):
+                _, package, module = node.module.split(".")
+                wrong += [f"{path.relative_to(root)}: {a.name}" for a in node.names
+                          if faces.get(package, {}).get(a.name) == module]
+    assert not wrong, f"imported past the package's face: {wrong}"
+
+
+def _offers_node(path: Path) -> str | None:
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "OFFERS" for t in node.targets):
+            return ast.unparse(node.value)
+    return None

@@ -8,11 +8,9 @@ import inspect
 import optuna
 from optuna.trial import TrialState
 
-from tuner.runtime.liveness import host
-from tuner.storage import records
-from tuner.storage.location import sqlite_url
-from tuner.storage.stale import fail_dead_trials
-from tuner.study.samplers import make_sampler
+from tuner.runtime import host
+from tuner.search import make_sampler
+from tuner.storage import fail_dead_trials, records, sqlite_url
 
 
 def _study(folder, sampler=None):
@@ -41,7 +39,7 @@ def test_fail_dead_trials_fails_a_trial_whose_process_is_gone(tmp_path):
 
 
 def test_samplers_read_trials_through_the_cached_private_read(tmp_path):
-    """tuner.study.snapshot: Optuna's samplers call study._get_trials(deepcopy, states, use_cache); the
+    """tuner.search.snapshot: Optuna's samplers call study._get_trials(deepcopy, states, use_cache); the
     snapshot answers that call, so its name and keywords must still be what they call."""
     params = inspect.signature(optuna.Study._get_trials).parameters
     assert {"deepcopy", "states", "use_cache"} <= set(params)
@@ -80,7 +78,7 @@ def test_a_frozen_trial_is_rebuilt_with_its_private_id(tmp_path):
 
 
 def test_a_sampler_writes_on_the_trial_it_draws_through_the_storage(tmp_path):
-    """tuner.study.prior.PriorSampler.before_trial: a sampler has no public call that writes on the
+    """tuner.search.prior.PriorSampler.before_trial: a sampler has no public call that writes on the
     trial it draws; Optuna's GridSampler uses study._storage with the FrozenTrial's _trial_id."""
     study = _study(tmp_path)
     seen = []
@@ -133,7 +131,7 @@ def test_a_trial_whose_ray_driver_is_gone_is_failed(tmp_path):
 
 
 def test_a_trial_asked_outside_optimize_keeps_a_heartbeat(tmp_path):
-    """tuner.study.cohorts: a cohort's trials are asked and told, not run by ``study.optimize``, and
+    """tuner.execution.cohorts: a cohort's trials are asked and told, not run by ``study.optimize``, and
     keep their heartbeats with the thread ``study.optimize`` itself starts."""
     import time
 

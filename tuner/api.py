@@ -58,9 +58,9 @@ def optimize(plugin: str, trials: int | None = None, *, verbose: bool = False, *
     from tuner.after.summary import best_summary
     from tuner.after.tracking import finish_tracking, loggers
     from tuner.errors import UsageError
+    from tuner.execution.run import run_study
     from tuner.study.options import OptimizeOptions
     from tuner.study.prepare import check_options, prepare_study
-    from tuner.study.run import run_study
     from tuner.study.testset import measure_test_accuracy
 
     _quiet(verbose)

@@ -29,7 +29,7 @@ from tuner.data.prepared import fit_shape, normalize
 from tuner.errors import PairRefused
 from tuner.plugins.checks import StepReport, build_model, default_hyperparameters, one_step, splits_problems
 from tuner.plugins.registry import registry
-from tuner.training.space import applies, build_space
+from tuner.search.space import applies, build_space
 
 __all__ = [
     "DEFAULT_SHAPES",

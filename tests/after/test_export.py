@@ -11,8 +11,7 @@ import pytest
 import torch
 from helpers import lenet_digits_db, need_extra, new_study, one_error_line, run_tuner
 
-from tuner.data.loading import load_splits
-from tuner.data.prepared import normalize
+from tuner.data import load_splits, normalize
 from tuner.plugins.registry import registry
 
 STUDY_ARGS = ("optimize", "--plugin", "lenet-digits", "--trials", "4", "--epochs", "2", "--seed", "5",

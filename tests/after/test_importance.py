@@ -8,7 +8,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from tuner.after.importance import edge_hints, importance
-from tuner.training.space import parse_entry
+from tuner.search import parse_entry
 
 SPACE = {"lr": FloatDistribution(1e-5, 0.1, log=True), "batch_size": CategoricalDistribution([32, 64, 128]),
          "dropout": FloatDistribution(0.0, 0.7), "plateau_patience": IntDistribution(0, 3),

@@ -13,7 +13,7 @@ from helpers import lenet_digits_db, new_study, one_error_line, run_tuner
 
 from tuner.contract import Fixed
 from tuner.plugins.registry import registry
-from tuner.training.space import build_space, parse_entry, sample
+from tuner.search import build_space, parse_entry, sample
 
 STUDY_ARGS = ("optimize", "--plugin", "lenet-digits", "--trials", "5", "--epochs", "3", "--seed", "3",
               "--pruner-startup", "1", "--quiet")

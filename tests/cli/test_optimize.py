@@ -107,8 +107,7 @@ def test_best_json_agrees_with_the_database_and_weights_predict(study_dir):
     state = torch.load(weights, weights_only=True)
     arch = registry().architecture("lenet")
     from tuner.contract import ImageShape
-    from tuner.data.loading import load_splits
-    from tuner.data.prepared import normalize
+    from tuner.data import load_splits, normalize
 
     model = arch.build(ImageShape(1, 28, 28, 10), Hyperparameters.from_dict(summary["params"]))
     model.load_state_dict(state)
@@ -123,8 +122,8 @@ def test_best_json_agrees_with_the_database_and_weights_predict(study_dir):
 @pytest.mark.slow
 def test_best_says_how_sure_the_win_is_from_the_examples_each_model_alone_gets_right(study_dir):
     from tuner.after.rebuild import rebuild
-    from tuner.storage.weights import for_study
-    from tuner.training.loop import correct_examples
+    from tuner.storage import for_study
+    from tuner.training import correct_examples
 
     db = study_dir / "studies" / "lenet-digits.db"
     summary = json.loads(run_tuner("best", str(db), "--json", cwd=study_dir, check=True).stdout)

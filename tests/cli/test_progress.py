@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from tuner.cli import progress
-from tuner.training.timing import duration
+from tuner.planning import duration
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [(0.012, "0.012 s"), (1.44, "1.4 s"), (42, "42 s"),

@@ -11,8 +11,7 @@ import torch
 from helpers import write_cifar10
 
 from tuner.contract import DataRequest
-from tuner.data.loading import default_data_dir, load_splits
-from tuner.data.prepared import prepare
+from tuner.data import default_data_dir, load_splits, prepare
 from tuner.errors import DataMissing
 from tuner.plugins.registry import registry
 

@@ -12,9 +12,9 @@ from helpers import one_error_line, pythonpath, run_tuner, write_cifar10
 
 from tuner.contract import Architecture, Dataset
 from tuner.errors import PairRefused, PluginError, PluginNotFound, UsageError
-from tuner.plugins.pair import load_pair
-from tuner.plugins.registry import PluginInfo, Registry, registry
-from tuner.training.check import contract_step
+from tuner.planning import contract_step
+from tuner.plugins import PluginInfo, Registry, load_pair
+from tuner.plugins.registry import registry
 
 BUILTIN_ARCHITECTURES = {"alexnet", "tv-alexnet", "mlp", "sigmoid-mlp", "cnnnet", "lenet", "net",
                          "netwidth", "netdropout", "netbatchnorm"}

@@ -11,10 +11,9 @@ import optuna
 import pytest
 import sqlalchemy
 
+from tuner.execution import run_study
 from tuner.runtime import interrupt
-from tuner.study.options import OptimizeOptions
-from tuner.study.prepare import prepare_study
-from tuner.study.run import run_study
+from tuner.study import OptimizeOptions, prepare_study
 
 pytestmark = pytest.mark.reliability  # docs/reliability.md: every fault and bad input
 

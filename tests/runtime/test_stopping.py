@@ -12,10 +12,9 @@ import optuna
 import pytest
 from helpers import TUNER, pythonpath, run_tuner, wait_for_trials
 
+from tuner.execution import run_study
 from tuner.storage import opening as study_module
-from tuner.study.options import OptimizeOptions
-from tuner.study.prepare import prepare_study
-from tuner.study.run import run_study
+from tuner.study import OptimizeOptions, prepare_study
 
 pytestmark = pytest.mark.reliability  # docs/reliability.md: every fault and bad input
 

@@ -14,8 +14,7 @@ import torch
 from helpers import run_tuner, run_tuners_together
 
 from tuner.errors import WeightsError
-from tuner.storage.location import hide_password
-from tuner.storage.stores import AtomicFileSystemStore
+from tuner.storage import AtomicFileSystemStore, hide_password
 
 SHORT = ["--epochs", "1", "--quiet", "--pruner", "none"]
 

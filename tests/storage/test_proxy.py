@@ -16,9 +16,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tuner.storage import records
-from tuner.storage.location import sqlite_url
-from tuner.storage.proxy import APPLY, MAX_WAIT_S, BatchingProxy, serve
+from tuner.storage import BatchingProxy, records, serve, sqlite_url
+from tuner.storage.proxy import APPLY, MAX_WAIT_S
 
 
 def _free_port() -> int:

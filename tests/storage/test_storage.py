@@ -12,8 +12,7 @@ import optuna
 import pytest
 from helpers import run_tuners_together
 
-from tuner.storage.location import Location, sqlite_url
-from tuner.storage.opening import storage_for
+from tuner.storage import Location, sqlite_url, storage_for
 
 PROCESSES = 4
 

@@ -11,13 +11,11 @@ import torch
 from torch import nn
 
 from tuner.contract import Architecture, Hyperparameters
-from tuner.data.loading import default_data_dir
-from tuner.data.prepared import load_data
-from tuner.data.split import DEFAULT_VAL_FRACTION
-from tuner.plugins.pair import load_pair
-from tuner.training.fused import CannotFuse, Cohort
-from tuner.training.fusing import PAYS, check, probe
-from tuner.training.loop import evaluate, start_training
+from tuner.data import DEFAULT_VAL_FRACTION, default_data_dir, load_data
+from tuner.planning import probe
+from tuner.planning.fusing import PAYS, check
+from tuner.plugins import load_pair
+from tuner.training import CannotFuse, Cohort, evaluate, start_training
 
 
 @pytest.fixture(scope="module")

@@ -12,3 +12,15 @@
 
 Built on storage, data and training; never on the study runner (:mod:`tuner.study`).
 """
+
+from tuner.faces import face
+
+OFFERS = {
+    "best_summary": "summary",
+    "search_line": "summary",
+    "trained_trial": "rebuild",
+    "trials_json": "summary",
+    "write_report": "report",
+}
+__all__ = sorted(OFFERS)
+__getattr__ = face(__name__, OFFERS)

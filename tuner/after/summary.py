@@ -10,10 +10,10 @@ from typing import Any
 import optuna
 
 from tuner.after import importance
+from tuner.search.space import acting
 from tuner.storage import records
 from tuner.storage.records import TrialView, view
 from tuner.storage.weights import find_weights, for_study
-from tuner.training.space import acting
 
 
 def pct(value: float | None) -> str:

@@ -73,8 +73,8 @@ def optimize(quiet: bool, **fields: Any) -> None:
         from tuner.after.importance import remember
         from tuner.after.tracking import finish_tracking, loggers
         from tuner.cli.progress import StudyProgress
+        from tuner.execution.run import run_study
         from tuner.study.prepare import check_options, prepare_study
-        from tuner.study.run import run_study
         from tuner.study.testset import measure_test_accuracy
 
         options = OptimizeOptions(**fields)
@@ -108,10 +108,11 @@ def optimize(quiet: bool, **fields: Any) -> None:
 
 def _print_estimate(prepared: Any, progress: Any) -> None:
     """The study's cost, measured on a few steps before trial 0, and what to do when it is long."""
-    from tuner.study.estimate import estimate
+    from tuner.planning.estimate import estimate
 
     options = prepared.options
-    found = estimate(prepared, options.trial_budget, options.jobs)
+    found = estimate(prepared.objective.arch, prepared.data, prepared.device, prepared.objective.epochs,
+                     options.trial_budget, options.jobs)
     out.print(found.line(), soft_wrap=True)
     hint = found.hint()
     if hint:

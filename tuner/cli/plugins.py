@@ -42,9 +42,9 @@ def plugins(check: str | None, data_dir: str | None, as_json: bool) -> None:
 
 def _check(plugin: str, data_dir: str | None) -> None:
     from tuner.data.loading import default_data_dir
+    from tuner.planning.check import contract_step, step_timing
+    from tuner.planning.timing import duration
     from tuner.plugins.pair import load_pair
-    from tuner.training.check import contract_step, step_timing
-    from tuner.training.timing import duration
 
     pair = load_pair(plugin)
     folder = default_data_dir(data_dir)

@@ -14,8 +14,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tuner.after.summary import pct
 from tuner.cli.views import KEY_PARAMS, fmt
+from tuner.planning.timing import duration
 from tuner.storage.records import view
-from tuner.training.timing import duration
 
 if TYPE_CHECKING:
     from tuner.training.loop import EpochResult
@@ -64,7 +64,7 @@ class StudyProgress:
         return f"best {best} · pruned {self.counts['PRUNED']} · failed {self.counts['FAIL']}"
 
     def estimated(self, seconds_per_trial: float) -> None:
-        """The measured cost of a trial at the reference's settings (tuner.study.estimate)."""
+        """The measured cost of a trial at the reference's settings (tuner.planning.estimate)."""
         self.trial_guess = seconds_per_trial
         self._update_study()
 

@@ -194,7 +194,7 @@ def importance_bars(result: dict[str, Any], top: int = 6, width: int = 30) -> Ta
 def params_table(summary: dict[str, Any]) -> Table:
     """The best trial's hyperparameters (only those that had an effect: no StepLR settings under
     ReduceLROnPlateau, say)."""
-    from tuner.training.space import applies
+    from tuner.search.space import applies
 
     table = Table(title=f"Best trial {summary['trial']} of {summary['plugin'] or summary['study']}",
                   title_justify="left", show_header=False)

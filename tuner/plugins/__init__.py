@@ -7,3 +7,18 @@
 
 The contract itself is :mod:`tuner.contract`; the author's kit is :mod:`tuner.testing`.
 """
+
+from tuner.faces import face
+
+OFFERS = {
+    "Pair": "pair",
+    "PluginInfo": "registry",
+    "Registry": "registry",
+    "build_model": "checks",
+    "default_hyperparameters": "checks",
+    "load_pair": "pair",
+    "one_step": "checks",
+    "splits_problems": "checks",
+}
+__all__ = sorted(OFFERS)
+__getattr__ = face(__name__, OFFERS)

@@ -6,3 +6,16 @@
 - :mod:`tuner.runtime.logs`: the libraries' own log lines kept off a person's terminal.
 - :mod:`tuner.runtime.folders`: the per-user cache folder.
 """
+
+from tuner.faces import face
+
+OFFERS = {
+    "LongLivedHeap": "collector",
+    "collector_paused": "collector",
+    "exit_status": "interrupt",
+    "host": "liveness",
+    "identity": "liveness",
+    "quiet_libraries": "logs",
+}
+__all__ = sorted(OFFERS)
+__getattr__ = face(__name__, OFFERS)

@@ -11,3 +11,30 @@
 
 Nothing here imports torch at module level, nor the modules that train or run a study.
 """
+
+from tuner.faces import face
+
+OFFERS = {
+    "AtomicFileSystemStore": "stores",
+    "BatchingProxy": "proxy",
+    "Location": "location",
+    "StudyArtifacts": "weights",
+    "TrialView": "records",
+    "fail_dead_trials": "stale",
+    "for_study": "weights",
+    "hide_password": "location",
+    "load_existing": "opening",
+    "locate": "location",
+    "locate_target": "location",
+    "open_study": "opening",
+    "provenance": "records",
+    "select_trials": "records",
+    "serve": "proxy",
+    "sqlite_url": "location",
+    "state_counts": "records",
+    "storage_for": "opening",
+    "study_names": "opening",
+    "view": "records",
+}
+__all__ = sorted(OFFERS)
+__getattr__ = face(__name__, OFFERS)

@@ -31,7 +31,7 @@ WEIGHTS = "weights"  # {"artifact_id", "sha256", "bytes", "file"}, or a path (be
 CHECKPOINT = "checkpoint"  # {"artifact_id", "epoch", "sha256", "slot"}: the running trial's last saved state
 RETRY_OF = "retry_of"  # the number of the interrupted or killed trial this one goes on from
 COHORT = "cohort"  # the numbers of the trials trained with it as one fused model (--fuse)
-# How the sampler drew it (tuner.study.prior): LR_STEP (the reference with only its learning rate
+# How the sampler drew it (tuner.search.prior): LR_STEP (the reference with only its learning rate
 # moved), PRIOR (around the reference) or AROUND_BEST (around the best trial so far); absent when
 # the wrapped sampler drew it.
 DRAWN = "drawn"
@@ -100,7 +100,7 @@ def place(node: str | None, device: str | None) -> str:
 
 
 def node_of(process: Any) -> str | None:
-    """The Ray node's address in a --ray trial's process record (tuner.study.actors)."""
+    """The Ray node's address in a --ray trial's process record (tuner.execution.actors)."""
     node = process.get("node") if isinstance(process, dict) else None
     return node.get("ip") if isinstance(node, dict) else None
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from tuner.data.split import DEFAULT_VAL_FRACTION
 from tuner.errors import UsageError
-from tuner.study.samplers import MAX_SEED, PRIORS, PRUNERS, SAMPLERS
+from tuner.search.samplers import MAX_SEED, PRIORS, PRUNERS, SAMPLERS
 
 DEFAULT_TRIALS = 20
-AUTO = "auto"  # --trials auto (tuner.study.stopping)
+AUTO = "auto"  # --trials auto (tuner.search.stopping)
 DEFAULT_EPOCHS = 10
 DEFAULT_SEED = 0
 MAX_JOBS = 64

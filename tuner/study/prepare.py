@@ -24,20 +24,12 @@ from tuner.data.loading import default_data_dir
 from tuner.data.prepared import PreparedData, load_data
 from tuner.data.split import validation_cap
 from tuner.errors import UsageError
+from tuner.planning.check import contract_step
+from tuner.planning.fusing import FusePlan, check, probe
+from tuner.planning.jobs import JobsPlan, auto_jobs, largest_batch
 from tuner.plugins.pair import Pair, load_pair
-from tuner.storage import records
-from tuner.storage.location import STUDIES_DIR, Location, hide_password, locate
-from tuner.storage.opening import check_tuner_study, storage_for, study_lock, written
-from tuner.storage.stale import fail_dead_trials, queue_retries
-from tuner.storage.stores import choose_spec
-from tuner.storage.weights import StudyArtifacts
-from tuner.study.jobs import JobsPlan, auto_jobs, largest_batch
-from tuner.study.options import AUTO, DEFAULT_EPOCHS, DEFAULT_SEED, MAX_FUSE, MAX_JOBS, OptimizeOptions
-from tuner.study.samplers import make_pruner, make_sampler
-from tuner.training.check import contract_step
-from tuner.training.device import device_kind, resolve_device, worker_devices
-from tuner.training.fusing import FusePlan, check, probe
-from tuner.training.space import (
+from tuner.search.samplers import make_pruner, make_sampler
+from tuner.search.space import (
     build_space,
     describe,
     fixed_params_for,
@@ -45,7 +37,15 @@ from tuner.training.space import (
     parse_overrides,
     parse_params,
 )
-from tuner.training.trial import Listener, Objective, enqueue_reference
+from tuner.storage import records
+from tuner.storage.location import STUDIES_DIR, Location, hide_password, locate
+from tuner.storage.opening import check_tuner_study, storage_for, study_lock, written
+from tuner.storage.stale import fail_dead_trials, queue_retries
+from tuner.storage.stores import choose_spec
+from tuner.storage.weights import StudyArtifacts
+from tuner.study.options import AUTO, DEFAULT_EPOCHS, DEFAULT_SEED, MAX_FUSE, MAX_JOBS, OptimizeOptions
+from tuner.training.device import device_kind, resolve_device, worker_devices
+from tuner.trial.objective import Listener, Objective, enqueue_reference
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _open_locked(storage: optuna.storages.BaseStorage, inputs: _Inputs, options:
 
 
 def _plan_jobs(inputs: _Inputs, options: OptimizeOptions, data: PreparedData) -> JobsPlan | None:
-    """``--jobs auto`` made a number before anything records it (tuner.study.jobs); with --ray
+    """``--jobs auto`` made a number before anything records it (tuner.planning.jobs); with --ray
     it is 1: as many trials as the cluster fits."""
     if options.jobs != AUTO:
         return None
@@ -169,7 +169,7 @@ def _plan_jobs(inputs: _Inputs, options: OptimizeOptions, data: PreparedData) ->
 
 
 def _plan_fuse(inputs: _Inputs, options: OptimizeOptions, data: PreparedData) -> FusePlan | None:
-    """``--fuse`` made a number (tuner.training.fusing): auto probes the device at the reference's
+    """``--fuse`` made a number (tuner.planning.fusing): auto probes the device at the reference's
     settings; K is checked by one fused step; unset, auto on a GPU and 1 on a CPU (measured there:
     docs/benchmarks.md, and a probe's timing would make a seeded study's cohorts differ by load)."""
     if options.fuse is None:
@@ -193,7 +193,7 @@ def check_options(options: OptimizeOptions) -> tuple[Pair, dict[str, Param], boo
     anything is created anywhere: the pair, the space, and whether ``--params``/``--space`` changed it."""
     options.validate()
     if options.ray is not None:  # the cluster is there (or started, for local) before anything is made
-        from tuner.study.ray_connect import connect
+        from tuner.planning.ray_connect import connect
 
         connect(options.ray)
     pair = load_pair(options.plugin)

@@ -8,8 +8,7 @@ import pytest
 from tuner.contract import Choice, Fixed, FloatRange, IntRange
 from tuner.errors import UsageError
 from tuner.plugins.registry import registry
-from tuner.testing import reference_outside_space
-from tuner.training.space import (
+from tuner.search import (
     build_space,
     fixed_params_for,
     hyperparameters,
@@ -18,6 +17,7 @@ from tuner.training.space import (
     sample,
     sample_reference,
 )
+from tuner.testing import reference_outside_space
 
 
 def test_parse_entries():

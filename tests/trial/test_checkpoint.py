@@ -9,10 +9,9 @@ import pytest
 from torch import nn
 
 from tuner.contract import Architecture, Hyperparameters
-from tuner.storage import records
-from tuner.storage.weights import StudyArtifacts
-from tuner.training import checkpoint
-from tuner.training.loop import start_training
+from tuner.storage import StudyArtifacts, records
+from tuner.training import start_training
+from tuner.trial import checkpoint
 
 pytestmark = pytest.mark.reliability
 

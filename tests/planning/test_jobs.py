@@ -15,8 +15,8 @@ from helpers import run_tuner
 from torch import nn
 
 from tuner.contract import Architecture, Hyperparameters
-from tuner.study.jobs import CUDA_CONTEXT_BYTES, plan
-from tuner.training.memory import step_peak_bytes
+from tuner.planning import plan, step_peak_bytes
+from tuner.planning.jobs import CUDA_CONTEXT_BYTES
 
 GiB = 2**30
 WIDE = 4096
@@ -79,7 +79,7 @@ def test_jobs_takes_a_number_or_auto(tmp_path):
 
 def test_a_model_that_does_not_fit_one_image_is_one_line(data):
     from tuner.errors import UsageError
-    from tuner.study.jobs import auto_jobs
+    from tuner.planning import auto_jobs
 
     class Huge(nn.Module):
         def forward(self, x):

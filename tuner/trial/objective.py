@@ -20,12 +20,7 @@ from tuner.data.prepared import PreparedData
 from tuner.errors import TrialFailed, UsageError, first_line
 from tuner.runtime import interrupt
 from tuner.runtime.liveness import identity
-from tuner.storage import records
-from tuner.storage.records import rank
-from tuner.training import checkpoint
-from tuner.training.device import device_kind
-from tuner.training.loop import DoesNotFit, EpochResult, Trainer, start_training, trial_seed
-from tuner.training.space import (
+from tuner.search.space import (
     acting,
     fixed_params_for,
     hyperparameters,
@@ -33,6 +28,11 @@ from tuner.training.space import (
     sample_reference,
     smaller_batches,
 )
+from tuner.storage import records
+from tuner.storage.records import rank
+from tuner.training.device import device_kind
+from tuner.training.loop import DoesNotFit, EpochResult, Trainer, start_training, trial_seed
+from tuner.trial import checkpoint
 
 if TYPE_CHECKING:
     from tuner.storage.weights import StudyArtifacts
@@ -91,7 +91,7 @@ class Objective:
             seed, epochs, device); each trial adds its own seed and thread count.
         checkpoint_every: Save the running trial's state at the end of an epoch once this many
             seconds of training have passed since the last save (0: every epoch; None: never), so
-            that an interrupted or killed trial goes on from there (:mod:`tuner.training.checkpoint`).
+            that an interrupted or killed trial goes on from there (:mod:`tuner.trial.checkpoint`).
             Above 0, the wait grows so that saving costs at most :data:`CHECKPOINT_SHARE` of training.
         deadline: ``--timeout`` as a ``time.time()``: a trial whose next epoch would end after it
             stops at the epoch's end, saved to go on from there (``records.TIMED_OUT``), and
@@ -236,7 +236,7 @@ class Objective:
                 "val_loss": result.val_loss,
                 "val_accuracy": result.val_accuracy,
                 "lr": result.lr,
-                "lr_next": trainer.lr,  # lowered at this epoch's end when below lr (tuner.study.pruning)
+                "lr_next": trainer.lr,  # lowered at this epoch's end when below lr (tuner.search.pruning)
                 "seconds": round(time.perf_counter() - started, 4),
             })
             trial.set_user_attr(records.HISTORY, history)
@@ -301,7 +301,7 @@ class Objective:
 
     def _did_not_fit(self, trial: optuna.Trial, batch_size: int) -> None:
         """Remembered on the trial, so that later trials on this kind of device draw smaller
-        batches (:class:`tuner.study.fits.FitSampler`)."""
+        batches (:class:`tuner.search.fits.FitSampler`)."""
         device = device_kind(self.data.train_x.device)
         trial.set_user_attr(records.DOES_NOT_FIT, {"device": device, "batch_size": batch_size})
 

@@ -12,9 +12,8 @@ import optuna
 import pytest
 from helpers import TUNER, one_error_line, pythonpath, read_json, run_tuner, training, wait_for_trials
 
-from tuner.study.cohorts import CohortRunner
-from tuner.study.options import OptimizeOptions
-from tuner.study.prepare import check_options, prepare_study
+from tuner.execution import CohortRunner
+from tuner.study import OptimizeOptions, check_options, prepare_study
 
 
 def load(db, name="mlp-digits") -> optuna.Study:

@@ -1,7 +1,7 @@
 """``--jobs auto``: how many trials fit at once on this machine's devices, from one measured step.
 
 Before the study, one training step at the largest batch size of the space is measured
-(:func:`tuner.training.memory.step_peak_bytes`). A worker holds that, the data set, and what a
+(:func:`tuner.planning.memory.step_peak_bytes`). A worker holds that, the data set, and what a
 process holds before any of it (:data:`PROCESS_BYTES` on the CPU: Python, torch and tuner
 imported; :data:`CUDA_CONTEXT_BYTES` more on a GPU for its CUDA context). As many workers as fit in
 :data:`SHARE` of each device's free memory run, never more than the machine's CPU cores (a worker
@@ -19,8 +19,8 @@ import torch
 
 from tuner.contract import Choice, Fixed, IntRange, Param
 from tuner.errors import UsageError
+from tuner.planning.memory import data_bytes, step_peak_bytes
 from tuner.training.loop import DoesNotFit
-from tuner.training.memory import data_bytes, step_peak_bytes
 
 PROCESS_BYTES = 550 * 2**20  # a worker with torch, Optuna and tuner imported: 523 MiB RSS, measured
 CUDA_CONTEXT_BYTES = 600 * 2**20  # a CUDA context outside the allocator's count, about

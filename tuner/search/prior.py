@@ -49,8 +49,8 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.search.stopping import standard_error
 from tuner.storage import records
-from tuner.study.stopping import standard_error
 
 STRENGTH = 4.0  # finished trials at which half the trials are drawn around the centre (p = 1/2)
 SPREAD = 0.15  # a numeric prior's standard deviation, as a share of its range (log range: in log space)
@@ -177,7 +177,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
 
     Args:
         base: The sampler that draws the trials not drawn from the prior.
-        prior: The reference as Optuna params (``training.space.fixed_params_for``).
+        prior: The reference as Optuna params (``search.space.fixed_params_for``).
         seed: With the trial number, seeds each trial's decision and draws (None: unseeded).
         val_examples: The validation set's size: a non-prior trial leaves the prior behind when it
             beats the prior's best by more than one standard error of its accuracy on it.

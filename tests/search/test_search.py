@@ -13,15 +13,25 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from tuner.contract import Hyperparameters
-from tuner.storage import records
-from tuner.storage.location import locate
-from tuner.storage.opening import storage_for
-from tuner.study.prior import LR_FACTOR, PriorSampler, centre_probability, draw_around, left_behind, lr_step
-from tuner.study.pruning import SchedulePruner, auto_warmup, lowered_lately
-from tuner.study.samplers import make_pruner, make_sampler
-from tuner.study.stopping import StopAtNoise, standard_error, stop_reason
-from tuner.training.space import DEFAULT_SPACE, fixed_params_for, sample
-from tuner.training.trial import enqueue_reference
+from tuner.search import (
+    DEFAULT_SPACE,
+    PriorSampler,
+    SchedulePruner,
+    StopAtNoise,
+    auto_warmup,
+    draw_around,
+    fixed_params_for,
+    lr_step,
+    make_pruner,
+    make_sampler,
+    sample,
+    standard_error,
+    stop_reason,
+)
+from tuner.search.prior import LR_FACTOR, centre_probability, left_behind
+from tuner.search.pruning import lowered_lately
+from tuner.storage import locate, records, storage_for
+from tuner.trial import enqueue_reference
 
 REFERENCE = Hyperparameters(lr=0.01, batch_size=64, optimizer="sgd", momentum=0.9, weight_decay=0.0,
                             scheduler="step", step_size=5, step_gamma=0.5)

@@ -5,11 +5,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from tuner.storage.location import locate
-from tuner.storage.opening import storage_for
-from tuner.study.samplers import make_pruner, make_sampler
-from tuner.study.snapshot import SnapshotSampler
-from tuner.training.space import DEFAULT_SPACE, sample
+from tuner.search import DEFAULT_SPACE, SnapshotSampler, make_pruner, make_sampler, sample
+from tuner.storage import locate, storage_for
 
 
 def _objective(trial: optuna.Trial) -> float:
@@ -68,7 +65,7 @@ def test_reads_the_trials_once_per_trial(tmp_path, monkeypatch):
 def test_a_batch_size_at_or_over_the_limit_becomes_the_largest_below_it():
     from optuna.distributions import CategoricalDistribution, IntDistribution
 
-    from tuner.study.fits import below
+    from tuner.search.fits import below
 
     choices = CategoricalDistribution([32, 64, 128, 256, 512])
     assert below(choices, 512, 256) == 128 and below(choices, 64, 256) == 64

@@ -24,6 +24,7 @@ import ray
 import torch
 
 from tuner.errors import TrialFailed
+from tuner.execution.parallel import Forward
 from tuner.runtime.liveness import identity
 from tuner.runtime.logs import quiet_libraries
 from tuner.storage.location import locate
@@ -31,7 +32,6 @@ from tuner.storage.opening import storage_for
 from tuner.storage.proxy import BatchingProxy
 from tuner.storage.stores import open_store
 from tuner.study.options import OptimizeOptions
-from tuner.study.parallel import Forward
 
 # What the driver passes for a SQLite study: the proxy's address; None: the actor opens --storage.
 ProxyAddress = tuple[str, int] | None
@@ -117,9 +117,9 @@ class TrialRunner:
 
     def run_cohort(self, deadline: float | None, size: int) -> tuple[list[optuna.trial.FrozenTrial], bool, int]:
         """Draw up to ``size`` trials and train them as one cohort (``--fuse``,
-        :class:`tuner.study.cohorts.CohortRunner`); the trials as stored, whether ``--timeout``
+        :class:`tuner.execution.cohorts.CohortRunner`); the trials as stored, whether ``--timeout``
         stopped them, and how many were drawn (fewer than ``size`` go back to the driver's budget)."""
-        from tuner.study.cohorts import CohortRunner
+        from tuner.execution.cohorts import CohortRunner
 
         objective = self.prepared.objective
         objective.deadline = deadline

@@ -55,7 +55,7 @@ class SnapshotSampler(optuna.samplers.BaseSampler):
 
     ``restart``: called once, with the number of the first trial this process samples, to make
     the sampler that draws from then on (a seed stream of this process's own: see
-    :func:`tuner.study.samplers.make_sampler`)."""
+    :func:`tuner.search.samplers.make_sampler`)."""
 
     def __init__(self, base: optuna.samplers.BaseSampler,
                  restart: Callable[[int], optuna.samplers.BaseSampler] | None = None) -> None:

@@ -11,10 +11,10 @@ from tuner.data.loading import load_splits
 from tuner.data.prepared import load_data, model_shape, normalize, resize
 from tuner.data.split import DEFAULT_VAL_FRACTION
 from tuner.errors import PairRefused
+from tuner.planning.timing import Timing, measure
 from tuner.plugins.checks import StepReport, build_model, default_hyperparameters, one_step
 from tuner.plugins.pair import Pair
 from tuner.training.loop import Trainer, start_training
-from tuner.training.timing import Timing, measure
 
 
 def contract_step(pair: Pair, data_dir: Path, n: int = 2) -> StepReport:

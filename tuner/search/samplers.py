@@ -30,7 +30,7 @@ SAMPLERS: dict[str, Callable[[int | None], optuna.samplers.BaseSampler]] = {
 }
 
 #: ``--pruner`` names and the Optuna pruner each makes from (epochs, startup trials). Each but
-#: "none" is wrapped in :class:`tuner.study.pruning.SchedulePruner` (warm-up, learning-rate drops).
+#: "none" is wrapped in :class:`tuner.search.pruning.SchedulePruner` (warm-up, learning-rate drops).
 PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner]] = {
     "median": lambda epochs, startup: _optuna().pruners.MedianPruner(n_startup_trials=startup),
     "hyperband": lambda epochs, startup: _optuna().pruners.HyperbandPruner(min_resource=1,
@@ -40,7 +40,7 @@ PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner]] = {
 }
 
 
-#: ``--prior`` names: around the reference (tuner.study.prior), or by the sampler alone.
+#: ``--prior`` names: around the reference (tuner.search.prior), or by the sampler alone.
 PRIORS = ("reference", "none")
 
 
@@ -55,22 +55,22 @@ def make_sampler(name: str, seed: int | None, per_process: bool = False,
     trial is the number of trials stored before it.
 
     ``prior``: the reference as Optuna params; the trials are then drawn around it at first
-    (:class:`tuner.study.prior.PriorSampler`, which reads ``val_examples``).
+    (:class:`tuner.search.prior.PriorSampler`, which reads ``val_examples``).
 
     ``device``: the kind of device the trials run on; batch sizes that ran out of memory on it
-    are not drawn again (:class:`tuner.study.fits.FitSampler`)."""
+    are not drawn again (:class:`tuner.search.fits.FitSampler`)."""
     if name not in SAMPLERS:
         raise UsageError(f"--sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
 
     def made(s: int | None) -> optuna.samplers.BaseSampler:
         sampler = SAMPLERS[name](s)
         if prior:
-            from tuner.study.prior import PriorSampler
+            from tuner.search.prior import PriorSampler
 
             sampler = PriorSampler(sampler, prior, s, val_examples)
         if device is None:
             return sampler
-        from tuner.study.fits import FitSampler
+        from tuner.search.fits import FitSampler
 
         return FitSampler(sampler, device)
 
@@ -78,18 +78,18 @@ def make_sampler(name: str, seed: int | None, per_process: bool = False,
     if per_process and seed is not None:
         def restart(first_trial: int) -> optuna.samplers.BaseSampler:
             return made((seed + first_trial) % (MAX_SEED + 1))
-    from tuner.study.snapshot import SnapshotSampler
+    from tuner.search.snapshot import SnapshotSampler
 
     return SnapshotSampler(made(seed), restart=restart)
 
 
 def make_pruner(name: str, epochs: int, startup: int, warmup: int | None) -> optuna.pruners.BasePruner:
-    """The pruner ``--pruner`` names; ``warmup`` None: :func:`tuner.study.pruning.auto_warmup`."""
+    """The pruner ``--pruner`` names; ``warmup`` None: :func:`tuner.search.pruning.auto_warmup`."""
     if name not in PRUNERS:
         raise UsageError(f"--pruner {name!r}: choose one of {', '.join(PRUNERS)}")
     base = PRUNERS[name](epochs, startup)
     if name == "none":
         return base
-    from tuner.study.pruning import SchedulePruner, auto_warmup
+    from tuner.search.pruning import SchedulePruner, auto_warmup
 
     return SchedulePruner(base, auto_warmup(epochs) if warmup is None else warmup)

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tuner.runtime.collector import collector_paused
-from tuner.study.options import OptimizeOptions
-from tuner.study.prepare import prepare_study
-from tuner.study.run import run_study
+from tuner.execution import run_study
+from tuner.runtime import collector_paused
+from tuner.study import OptimizeOptions, prepare_study
 
 
 class Node:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from tuner.contract import Architecture, Hyperparameters
-from tuner.training.loop import DoesNotFit, evaluate, start_training
+from tuner.training import DoesNotFit, evaluate, start_training
 
 pytestmark = pytest.mark.reliability
 

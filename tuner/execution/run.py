@@ -8,15 +8,15 @@ from collections.abc import Callable, Sequence
 import optuna
 
 from tuner.errors import TrialFailed
+from tuner.execution.cohorts import CohortRunner
+from tuner.execution.parallel import run_parallel
 from tuner.runtime import interrupt
 from tuner.runtime.collector import LongLivedHeap
+from tuner.search.stopping import AUTO_MAX, StopAtNoise
 from tuner.storage import records
 from tuner.storage.opening import written
-from tuner.study.cohorts import CohortRunner
 from tuner.study.options import AUTO
-from tuner.study.parallel import run_parallel
 from tuner.study.prepare import PreparedStudy, prepare_study
-from tuner.study.stopping import AUTO_MAX, StopAtNoise
 
 
 def run_study(
@@ -24,12 +24,12 @@ def run_study(
     callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
     jobs: int = 1,
 ) -> None:
-    """Run trials, ``jobs`` at a time (see :mod:`tuner.study.parallel`), each process ``--fuse``
-    at a time as one cohort (:mod:`tuner.study.cohorts`). Failed trials (NaN loss,
+    """Run trials, ``jobs`` at a time (see :mod:`tuner.execution.parallel`), each process ``--fuse``
+    at a time as one cohort (:mod:`tuner.execution.cohorts`). Failed trials (NaN loss,
     out of memory) are recorded and the study goes on; Ctrl-C ends the running trials as failed
     ("interrupted") and propagates. ``timeout``: no trial starts after it, and one whose next
     epoch would end after it stops (``Objective.deadline``). ``trials="auto"``: until
-    :class:`~tuner.study.stopping.StopAtNoise` stops the study (the reason is stored on it).
+    :class:`~tuner.search.stopping.StopAtNoise` stops the study (the reason is stored on it).
     Afterwards only the weights the study keeps are left."""
     if timeout is not None:
         prepared.objective.deadline = time.time() + timeout
@@ -45,7 +45,7 @@ def run_study(
     try:
         with written(prepared.location):
             if prepared.options is not None and prepared.options.ray is not None:
-                from tuner.study.cluster import run_on_ray  # imports Ray: only for --ray
+                from tuner.execution.cluster import run_on_ray  # imports Ray: only for --ray
 
                 if stopper is not None:
                     stopper.in_workers = True

@@ -35,15 +35,15 @@ import optuna
 import torch
 
 from tuner.errors import TrialFailed, TunerError
+from tuner.execution.cohorts import CohortRunner
 from tuner.runtime import interrupt
 from tuner.runtime.collector import LongLivedHeap
 from tuner.runtime.logs import quiet_libraries
 from tuner.storage.opening import written
 from tuner.storage.stale import fail_dead_trials
-from tuner.study.cohorts import CohortRunner
 from tuner.training.device import worker_devices
 from tuner.training.loop import EpochResult
-from tuner.training.trial import Listener
+from tuner.trial.objective import Listener
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def _worker(index: int, prepare: Callable[..., Any], options: Any, budget: int |
 
         with LongLivedHeap() as heap, written(prepared.location):
             callbacks = [prepared.objective.after_trial, finished, heap]
-            fuse = options.fuse if isinstance(options.fuse, int) else 1  # --fuse: cohorts (tuner.study.cohorts)
+            fuse = options.fuse if isinstance(options.fuse, int) else 1  # --fuse: cohorts (tuner.execution.cohorts)
             runner = CohortRunner(prepared.study, prepared.objective, fuse, callbacks)
             while (interrupt.pending() is None and (deadline is None or time.time() < deadline)
                    and not prepared.objective.timed_out and (claimed := _claim(tickets, budget, runner.size))):

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from tests.helpers import TUNER, run_tuner
-from tuner.study.cluster import NODE_LOST
+from tuner.execution.cluster import NODE_LOST
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 

@@ -1,20 +1,18 @@
 """What a study will cost, said before its first trial: steps of the reference settings timed on
-the study's device (:mod:`tuner.training.timing`), scaled to an epoch, a trial and the study,
+the study's device (:mod:`tuner.planning.timing`), scaled to an epoch, a trial and the study,
 with what to do when that is long on a CPU."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
+from tuner.contract import Architecture
+from tuner.data.prepared import PreparedData
+from tuner.planning.timing import Timing, duration, measure
 from tuner.plugins.checks import default_hyperparameters
 from tuner.training.loop import start_training
-from tuner.training.timing import Timing, duration, measure
-
-if TYPE_CHECKING:
-    from tuner.study.prepare import PreparedStudy
 
 # A study longer than this on a CPU gets a word on how to make it shorter.
 LONG_S = 3600.0
@@ -59,14 +57,13 @@ class Estimate:
                 "images (--max-train 5000), fewer --epochs, or a smaller pair (tuner plugins)")
 
 
-def estimate(prepared: PreparedStudy, trials: int | None, jobs: int = 1) -> Estimate:
+def estimate(arch: Architecture, data: PreparedData, device: torch.device, epochs: int, trials: int | None,
+             jobs: int = 1) -> Estimate:
     """Time the reference's settings (the architecture's defaults when it has none) on a
     throwaway model, on the study's data and device."""
-    objective = prepared.objective
-    hp = default_hyperparameters(objective.arch)
-    trainer = start_training(objective.arch, prepared.data, hp, seed=0)
+    hp = default_hyperparameters(arch)
+    trainer = start_training(arch, data, hp, seed=0)
     timing = measure(trainer)
     del trainer
-    data = prepared.data
-    return Estimate(timing, str(prepared.device), timing.epoch_s(len(data.train_y), len(data.val_y)),
-                    objective.epochs, trials, jobs)
+    return Estimate(timing, str(device), timing.epoch_s(len(data.train_y), len(data.val_y)),
+                    epochs, trials, jobs)

@@ -32,10 +32,10 @@ from tuner.contract import Fixed, Hyperparameters, Param
 from tuner.errors import TrialFailed, first_line
 from tuner.runtime import interrupt
 from tuner.storage import records
-from tuner.training import checkpoint
 from tuner.training.fused import SHARED, CannotFuse, Cohort
 from tuner.training.loop import released
-from tuner.training.trial import CHECKPOINT_SHARE, Objective
+from tuner.trial import checkpoint
+from tuner.trial.objective import CHECKPOINT_SHARE, Objective
 
 Callback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -238,7 +238,7 @@ class CohortRunner:
             started = time.perf_counter()
             results = cohort.epoch()
             wall = time.perf_counter() - started
-            lr_next = cohort.lrs  # lowered at this epoch's end when below lr (tuner.study.pruning)
+            lr_next = cohort.lrs  # lowered at this epoch's end when below lr (tuner.search.pruning)
             for (k, m), result, lr in zip(list(running.items()), results, lr_next, strict=True):
                 if self._after_epoch(m, epoch, result, lr, wall / len(results)):
                     del running[k]

@@ -7,7 +7,7 @@ one). :class:`FitSampler` wraps the study's sampler: a batch size at or above th
 that did not fit on this process's kind of device is replaced by the largest below it, so that
 Optuna's samplers (TPE, the prior, any other) never propose it again there, and the trial's
 stored params say what trained. When the space has nothing below it, the study stops with one
-line (:meth:`tuner.training.trial.Objective.after_trial`).
+line (:meth:`tuner.trial.objective.Objective.after_trial`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import pytest
 import torch
 from helpers import TUNER, one_error_line, run_tuner, training, wait_for_trials
 
-from tuner.storage.weights import StudyArtifacts
+from tuner.storage import StudyArtifacts
 
 
 def load(db: Path, name: str = "mlp-digits") -> optuna.Study:
@@ -199,8 +199,8 @@ def test_jobs_spread_over_every_gpu_or_the_ones_named(monkeypatch):
     """The device layer faked as a machine with 4 GPUs: --device cuda gives each worker the next
     GPU, a list gives them in turn, a GPU that is not there is one line (issue 21)."""
     from tuner.errors import UsageError
-    from tuner.study.options import OptimizeOptions
-    from tuner.study.parallel import worker_options
+    from tuner.execution import worker_options
+    from tuner.study import OptimizeOptions
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)

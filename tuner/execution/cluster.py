@@ -3,7 +3,7 @@
 The driver has prepared the study as a local run does (created it, queued the reference). It
 then serves a SQLite study to the actors through Optuna's gRPC storage proxy (a ``--storage``
 server database is opened by each actor itself), starts the weights' keeper on its own node
-(:mod:`tuner.study.actors`), asks Ray for as many trial actors as the cluster fits (each asking
+(:mod:`tuner.execution.actors`), asks Ray for as many trial actors as the cluster fits (each asking
 ``--cpus-per-trial`` and ``--gpus-per-trial``; ``--jobs N`` asks for N and Ray's scheduler runs
 those that fit), and hands out the trial budget one trial (or one ``--fuse`` cohort) per call.
 Progress events come back through a Ray queue to the live view; finished trials go through the
@@ -28,12 +28,12 @@ from typing import Any
 import optuna
 
 from tuner.errors import TunerError, UsageError, first_line
+from tuner.planning.ray_connect import connect
 from tuner.runtime.liveness import identity
 from tuner.storage import records
 from tuner.storage.proxy import serve
 from tuner.storage.stale import fail_trials_of
 from tuner.study.options import MAX_JOBS, OptimizeOptions
-from tuner.study.ray_connect import connect
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class _Driver:
                  prepare: Callable[..., Any]) -> None:
         from ray.util.queue import Queue
 
-        from tuner.study.actors import ArtifactKeeper, TrialRunner
+        from tuner.execution.actors import ArtifactKeeper, TrialRunner
 
         self.ray, self.prepared, self.study, self.callbacks = ray, prepared, prepared.study, callbacks
         self.listener = prepared.objective.listener

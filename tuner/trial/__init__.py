@@ -1,0 +1,14 @@
+"""One Optuna trial's life: sampled, built, trained epoch by epoch, recorded, reported, pruned, kept.
+
+- :mod:`tuner.trial.objective`: the objective: sample, build, train, report, prune, keep weights.
+- :mod:`tuner.trial.checkpoint`: a running trial's state saved at an epoch's end, loaded by its retry.
+"""
+
+from tuner.faces import face
+
+OFFERS = {
+    "Objective": "objective",
+    "enqueue_reference": "objective",
+}
+__all__ = sorted(OFFERS)
+__getattr__ = face(__name__, OFFERS)
