@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,20 +34,15 @@ from pathlib import Path
 import optuna
 from _common import study_parser
 
+from tuner.runtime import free_port
 from tuner.search import make_pruner, make_sampler
 
 BIN = Path(sys.executable).parent
 TUNER, RAY = str(BIN / "tuner"), str(BIN / "ray")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_cluster(env: dict[str, str]) -> str:
-    port = _free_port()
+    port = free_port()
     subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True)
     subprocess.run([RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1",
                     "--include-dashboard", "false", "--disable-usage-stats"], env=env, check=True, capture_output=True)
@@ -177,7 +171,7 @@ def proxy_cost(n: int) -> dict[str, tuple[float, float, float]]:
     ctx = mp.get_context("spawn")
     clients = {"gRPC proxy, Optuna's client": GrpcStorageProxy, "gRPC proxy, batched (--ray)": BatchingProxy}
     for name, client in clients.items():
-        port, ready = _free_port(), ctx.Event()
+        port, ready = free_port(), ctx.Event()
         server = ctx.Process(target=_serve, args=(str(folder / f"{len(results)}.db"), port, ready), daemon=True)
         server.start()
         ready.wait()

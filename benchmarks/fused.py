@@ -36,7 +36,7 @@ import torch
 from _common import study_parser
 
 from tuner.contract import Hyperparameters
-from tuner.data import DEFAULT_VAL_FRACTION, load_data, validation_cap
+from tuner.data import DataSettings, load_data
 from tuner.plugins import load_pair
 from tuner.training import Cohort, start_training
 
@@ -133,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     max_train = args.max_train or 6000
     pair = load_pair(args.plugin)
     device = torch.device(args.device)
-    data = load_data(pair, args.data_dir, device, {"seed": args.seed, "val_fraction": DEFAULT_VAL_FRACTION,
-                                                  "max_train": max_train,
-                                                  "max_val": validation_cap(max_train, DEFAULT_VAL_FRACTION)})
+    data = load_data(pair, args.data_dir, device, DataSettings.capped(args.seed, max_train))
     n_val = len(data.val_y)
     print(f"{args.plugin}: {len(data.train_y):,} train / {n_val:,} validation images, {args.epochs} epochs, "
           f"batch {args.batch_size}, {args.optimizer}, device {device}, {os.cpu_count()} CPU cores, "

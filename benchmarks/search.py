@@ -54,7 +54,7 @@ import torch
 from _common import DEFAULT_DATA
 
 from tuner.contract import Architecture
-from tuner.data import DEFAULT_VAL_FRACTION, PreparedData, default_data_dir, load_data, validation_cap
+from tuner.data import DataSettings, PreparedData, default_data_dir, load_data
 from tuner.plugins import Pair, load_pair
 from tuner.search import (
     PriorSampler,
@@ -305,8 +305,9 @@ def setup_for(plugin: str, seed: int, args: argparse.Namespace) -> Setup:
     arch = pair.arch
     if args.bad_reference:
         arch = dataclasses.replace(arch, reference=dataclasses.replace(arch.reference, lr=arch.reference.lr / 1000))
-    settings = {"seed": seed, "val_fraction": DEFAULT_VAL_FRACTION, "max_train": args.max_train,
-                "max_val": args.max_val or validation_cap(args.max_train, DEFAULT_VAL_FRACTION)}
+    settings = DataSettings.capped(seed, args.max_train)
+    if args.max_val:
+        settings = dataclasses.replace(settings, max_val=args.max_val)
     data = load_data(pair, default_data_dir(str(args.data_dir)), torch.device("cpu"), settings)
     return Setup(pair, arch, data, args.epochs, seed, getattr(args, "pruner_warmup", None),
                  getattr(args, "prior_spread", SPREAD), getattr(args, "prior_keep", KEEP_CHOICE))

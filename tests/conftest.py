@@ -99,8 +99,7 @@ def digits_data():
     """mlp-digits' data as a study prepares it (scikit-learn's digits: no download), on the CPU."""
     import torch
 
-    from tuner.data import DEFAULT_VAL_FRACTION, default_data_dir, load_data
+    from tuner.data import DataSettings, default_data_dir, load_data
     from tuner.plugins import load_pair
 
-    settings = {"seed": 0, "val_fraction": DEFAULT_VAL_FRACTION, "max_train": None, "max_val": None}
-    return load_data(load_pair("mlp-digits"), default_data_dir(None), torch.device("cpu"), settings)
+    return load_data(load_pair("mlp-digits"), default_data_dir(None), torch.device("cpu"), DataSettings())

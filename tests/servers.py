@@ -8,12 +8,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from tuner.runtime import free_port
 
 PG_USER = "tuner"
 PG_PASSWORD = "pw-Secr3t-9f2c"  # tests check it never reaches output or the database
@@ -41,12 +42,6 @@ def why_no_postgres() -> str | None:
         except KeyError:
             return "running as root and there is no postgres user to run the server"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_server_user(args: list[str]) -> list[str]:
@@ -85,7 +80,7 @@ def postgres_cluster() -> Iterator[Cluster]:
         entry = pwd.getpwnam("postgres")
         os.chown(root, entry.pw_uid, entry.pw_gid)
         os.chown(pwfile, entry.pw_uid, entry.pw_gid)
-    port = _free_port()
+    port = free_port()
     log = root / "server.log"
     subprocess.run(_as_server_user([pg_bin("initdb"), "-D", str(data), "-U", PG_USER, f"--pwfile={pwfile}",
                                     "--auth=scram-sha-256", "-E", "UTF8", "--no-instructions"]),
@@ -123,7 +118,7 @@ def s3_server() -> Iterator[dict[str, str]]:
     import time
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"

@@ -22,7 +22,7 @@ ALLOWED = {
     "training": {"training", "data", "plugins", "runtime"},
     "planning": {"planning", "training", "data", "plugins", "runtime"},
     "trial": {"trial", "search", "training", "data", "plugins", "storage", "runtime"},
-    "after": {"after", "search", "training", "data", "plugins", "storage", "runtime"},
+    "after": {"after", "trial", "search", "training", "data", "plugins", "storage", "runtime"},
     "study": {"study", "trial", "planning", "search", "training", "data", "plugins", "storage", "runtime"},
     "execution": {"execution", "study", "trial", "planning", "search", "training", "data", "plugins", "storage",
                   "runtime"},

@@ -54,14 +54,10 @@ def optimize(plugin: str, trials: int | None = None, *, verbose: bool = False, *
     :class:`tuner.study.options.OptimizeOptions` (``epochs=``, ``space=[...]``, ``mlflow=``, ...),
     with the same defaults; ``trials`` defaults to 20 (1 with ``params``). A KeyboardInterrupt
     stores the running trial as interrupted and propagates."""
-    from tuner.after.importance import remember
     from tuner.after.summary import best_summary
-    from tuner.after.tracking import finish_tracking, loggers
     from tuner.errors import UsageError
-    from tuner.execution.run import run_study
+    from tuner.session import Session
     from tuner.study.options import OptimizeOptions
-    from tuner.study.prepare import check_options, prepare_study
-    from tuner.study.testset import measure_test_accuracy
 
     _quiet(verbose)
     unknown = sorted(set(options) - set(OptimizeOptions.names()) - {"val_fraction"})
@@ -73,14 +69,10 @@ def optimize(plugin: str, trials: int | None = None, *, verbose: bool = False, *
     if isinstance(options.get("space"), str):
         options["space"] = [options["space"]]
     with _python_names():
-        chosen = OptimizeOptions(plugin=plugin, trials=trials, **options)
-        check_options(chosen)  # all of them, before --mlflow's store (or anything else) is made
-        callbacks = loggers(chosen.mlflow, chosen.study or plugin, plugin)
-        prepared = prepare_study(chosen)
-        run_study(prepared, chosen.trials, chosen.timeout, callbacks=callbacks, jobs=chosen.jobs)
-        measure_test_accuracy(prepared)
-        remember(prepared.study)
-        finish_tracking(callbacks, prepared.study, prepared.location.db_path)
+        session = Session(OptimizeOptions(plugin=plugin, trials=trials, **options))
+        prepared = session.prepare()
+        session.run()
+        session.finish()
         return best_summary(prepared.study, prepared.location.db_path)
 
 

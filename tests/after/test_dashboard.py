@@ -14,11 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import TUNER, lenet_digits_db, need_extra, new_study, one_error_line, run_tuner
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tuner.runtime import free_port
 
 
 def get(port: int, path: str, timeout: float = 60):

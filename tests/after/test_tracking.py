@@ -5,7 +5,6 @@ store that cannot be used is one line in seconds, with no password and nothing l
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import optuna
@@ -13,6 +12,7 @@ import pytest
 from helpers import immutable, lenet_digits_db, need_extra, one_error_line, run_tuner
 
 import tuner
+from tuner.runtime import free_port
 
 
 @pytest.mark.slow
@@ -89,9 +89,7 @@ def test_an_mlflow_store_that_cannot_be_used_is_one_line_before_any_trial(tmp_pa
 @pytest.mark.slow
 def test_mlflow_mistakes_are_one_line_in_seconds_with_no_password_and_nothing_made(tmp_path):
     need_extra("mlflow", "mlflow")
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     started = time.monotonic()
     line = one_error_line(run_tuner("optimize", "--plugin", "lenet-digits", "--trials", "1", "--epochs", "1",
                                     "--mlflow", f"http://me:s3cret-pw@127.0.0.1:{port}", cwd=tmp_path))

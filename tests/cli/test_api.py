@@ -44,3 +44,17 @@ def test_mistakes_raise_the_clis_one_line(tmp_path):
     with pytest.raises(UsageError, match=r"unknown option.*epoch"):
         tuner.optimize("lenet-digits", epoch=3)
     assert not (tmp_path / "x.db").exists()
+
+
+def test_a_run_checks_its_options_and_loads_its_plugins_once(tmp_path, monkeypatch):
+    """One session for the CLI and tuner.optimize: the options are checked once, before anything is
+    made, and preparing the study uses what that check found instead of checking them again."""
+    import tuner.study.prepare as prepare
+
+    loaded = []
+    real = prepare.load_pair
+    monkeypatch.setattr(prepare, "load_pair", lambda name: loaded.append(name) or real(name))
+    monkeypatch.setenv("TUNER_OFFLINE", "1")
+    found = tuner.optimize("mlp-digits", 1, epochs=1, db=tmp_path / "once.db")
+    assert loaded == ["mlp-digits"]
+    assert found["trial"] == 0 and found["test_accuracy"] is not None  # the run was finished too

@@ -177,3 +177,13 @@ def test_a_slow_load_is_kept_as_tensors_and_loaded_again_only_when_the_files_cha
     for cached in (tmp_path / "cache" / "tuner" / "splits").glob("slow-*.pt"):
         cached.write_bytes(b"not a tensor file")  # damaged: loaded from the source, no error
     assert fresh_process_load().train_images[0, 0, 0, 0] == 3 and len(calls) == 3
+
+
+def test_data_settings_are_stored_as_studies_and_recipes_always_stored_them():
+    """One shape for a study's data settings: the keys and order every provenance and recipe
+    holds, the validation cap a new study takes, and the defaults of one that stored none."""
+    from tuner.data import DataSettings
+
+    assert DataSettings.capped(3, 3000).as_dict() == {"seed": 3, "val_fraction": 0.1, "max_train": 3000, "max_val": 333}
+    assert list(DataSettings().as_dict()) == ["seed", "val_fraction", "max_train", "max_val"]
+    assert DataSettings.of({"seed": 5, "epochs": 4}) == DataSettings(5)

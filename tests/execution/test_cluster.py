@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,16 +21,11 @@ import torch
 
 from tests.helpers import TUNER, run_tuner
 from tuner.execution.cluster import NODE_LOST
+from tuner.runtime import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
 RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _raylets() -> dict[int, str]:
@@ -67,7 +61,7 @@ def cluster(tmp_path_factory):
     home = tmp_path_factory.mktemp("ray-home")  # no stray ~/.ray token of another cluster
     env = {**os.environ, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
-    port = _free_port()
+    port = free_port()
     subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True)
     subprocess.run([RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1",
                     "--num-gpus", "1", "--include-dashboard", "false", "--disable-usage-stats"],

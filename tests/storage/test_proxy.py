@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import socket
 import time
 
 import grpc
@@ -16,14 +15,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tuner.runtime import free_port
 from tuner.storage import BatchingProxy, records, serve, sqlite_url
 from tuner.storage.proxy import APPLY, MAX_WAIT_S
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -31,7 +25,7 @@ def served(tmp_path):
     """(the study's SQLite URL, a BatchingProxy client) with the server stopped after."""
     url = sqlite_url(tmp_path / "s.db")
     optuna.create_study(storage=url, study_name="s", direction="maximize")
-    port = _free_port()
+    port = free_port()
     server = serve(optuna.storages.get_storage(url), "127.0.0.1", port)
     client = BatchingProxy(host="127.0.0.1", port=port)
     client.wait_server_ready(timeout=10)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from tuner.contract import Architecture, Hyperparameters
-from tuner.data import DEFAULT_VAL_FRACTION, default_data_dir, load_data
+from tuner.data import DataSettings, default_data_dir, load_data
 from tuner.planning import probe
 from tuner.planning.fusing import PAYS, check
 from tuner.plugins import load_pair
@@ -21,8 +21,7 @@ from tuner.training import CannotFuse, Cohort, evaluate, start_training
 @pytest.fixture(scope="module")
 def data():
     pair = load_pair("mlp-digits")
-    settings = {"seed": 0, "val_fraction": DEFAULT_VAL_FRACTION, "max_train": None, "max_val": None}
-    return load_data(pair, default_data_dir(None), torch.device("cpu"), settings)
+    return load_data(pair, default_data_dir(None), torch.device("cpu"), DataSettings())
 
 
 def _mlp() -> Architecture:

@@ -4,16 +4,15 @@ file-system error in one line naming the path and what to do."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import optuna
 
 from tuner.errors import UsageError
+from tuner.runtime.files import replaced
 from tuner.storage.stores import spec_of, store_folder
 
 
@@ -69,21 +68,11 @@ def make_folder(folder: Path) -> None:
 def write_atomic(path: Path, text: str) -> None:
     """``path`` holds ``text`` whole, or is as it was: written beside it, then renamed over it."""
     make_folder(path.parent)
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        with replaced(path) as f:
+            f.write(text.encode("utf-8"))
     except OSError as e:
         raise os_error(path, e) from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 def made_by_tuner(path: Path, marker: str) -> bool:

@@ -25,6 +25,7 @@ from tuner.plugins.pair import Pair, load_pair
 from tuner.storage import records
 from tuner.training.device import resolve_device
 from tuner.training.loop import trial_seed
+from tuner.trial.recipe import recipe
 
 
 def find_trial(study: optuna.Study, number: int) -> FrozenTrial:
@@ -47,22 +48,17 @@ def trained_trial(study: optuna.Study, number: int) -> FrozenTrial:
 
 def recipe_of(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     """The trial's recipe; for a trial from before recipes, the one its study's provenance implies."""
-    recipe = trial.user_attrs.get(records.RECIPE)
-    if isinstance(recipe, dict):
-        return recipe
+    stored = trial.user_attrs.get(records.RECIPE)
+    if isinstance(stored, dict):
+        return stored
     prov = records.provenance(study)
     if "plugin" not in prov or records.HPARAMS not in trial.user_attrs:
         raise StudyError(f"trial {trial.number} of {study.study_name!r} records no recipe and its study no "
                          "provenance: it was not made by `tuner optimize` and cannot be rebuilt")
     seed = prov.get("seed", 0)
-    return {
-        "plugin": prov["plugin"], "architecture": prov.get("architecture", {}), "dataset": prov.get("dataset", {}),
-        "seed": seed, "val_fraction": prov.get("val_fraction", 0.1), "max_train": prov.get("max_train"),
-        "max_val": prov.get("max_val"),
-        "epochs": prov.get("epochs", 10), "device": prov.get("device", "cpu"), "compile": False,
-        "tuner_version": prov.get("tuner_version"), "torch_version": prov.get("torch_version"),
-        "trial_seed": trial_seed(seed, trial.number), "threads": None,
-    }
+    versions = {key: prov.get(key) for key in ("tuner_version", "torch_version")}
+    return {**recipe(prov, prov, prov.get("device", "cpu"), versions=versions),
+            "trial_seed": trial_seed(seed, trial.number), "threads": None}
 
 
 def hyperparameters_of(trial: FrozenTrial) -> Hyperparameters:

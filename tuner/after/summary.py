@@ -123,13 +123,10 @@ def search_line(search: dict[str, Any]) -> str:
     """``search: 2 learning-rate steps from the reference, 3 drawn around it, 2 around the
     best so far; ...``: what :func:`search_record` holds, as ``optimize``, ``best`` and the report
     say it."""
-    drawn = {"reference": "the reference", "lr": "the reference with its learning rate moved",
-             "prior": "a trial drawn around the reference", "best": "a trial drawn around the best so far",
-             "sampler": "a trial the sampler drew"}
     steps, n, local = search.get("lr_steps", 0), search["prior_trials"], search["around_best_trials"]
     line = (f"search: {steps} learning-rate step{'' if steps == 1 else 's'} from the reference, "
             f"{n} trial{'' if n == 1 else 's'} drawn around the reference, {local} around the best so "
-            f"far; the best is {drawn.get(search['best_drawn'], search['best_drawn'])}")
+            f"far; the best is {records.DRAWN_SAID.get(search['best_drawn'], search['best_drawn'])}")
     if search["epochs_saved_by_pruning"] is not None and search["pruned"]:
         total = search["epochs_trained"] + search["epochs_saved_by_pruning"]
         line += (f"; pruning spared {search['epochs_saved_by_pruning']} of {total} epochs "

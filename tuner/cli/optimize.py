@@ -70,26 +70,20 @@ def optimize(quiet: bool, **fields: Any) -> None:
 
     interrupt.stop_like_ctrl_c()
     with collector_paused():  # start-up makes long-lived objects, not garbage
-        from tuner.after.importance import remember
-        from tuner.after.tracking import finish_tracking, loggers
         from tuner.cli.progress import StudyProgress
-        from tuner.execution.run import run_study
-        from tuner.study.prepare import check_options, prepare_study
-        from tuner.study.testset import measure_test_accuracy
+        from tuner.session import Session
 
         options = OptimizeOptions(**fields)
-        check_options(options)  # all of them, before --mlflow's store (or anything else) is made
         progress = StudyProgress(out, options.trial_budget, live=out.is_terminal, quiet=quiet, jobs=options.jobs)
-        trackers = loggers(options.mlflow, options.study or options.plugin, options.plugin)
-        callbacks = [progress, *trackers]
-        prepared = prepare_study(options, listener=progress)
+        session = Session(options, listener=progress, callbacks=[progress])
+        prepared = session.prepare()
         progress.jobs = options.jobs * options.fuse  # --jobs auto, --fuse: the numbers chosen
     _print_start(prepared)
     _print_estimate(prepared, progress)
     stop = None
     with progress:
         try:
-            run_study(prepared, options.trials, options.timeout, callbacks=callbacks, jobs=options.jobs)
+            session.run()
         except KeyboardInterrupt as e:
             stop = e
     if stop is not None:
@@ -97,9 +91,7 @@ def optimize(quiet: bool, **fields: Any) -> None:
         err.print(f"interrupted: the running trial{'s are' if several else ' is'} stored as failed; "
                   "run the same command to resume")
     else:
-        measure_test_accuracy(prepared)
-        remember(prepared.study)
-        finish_tracking(trackers, prepared.study, prepared.location.db_path)
+        session.finish()
     print_summary(prepared.study, prepared.location)
     _say_timed_out(prepared.study)
     if stop is not None:

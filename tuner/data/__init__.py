@@ -9,6 +9,7 @@ from tuner.faces import face
 
 OFFERS = {
     "DEFAULT_VAL_FRACTION": "split",
+    "DataSettings": "split",
     "PreparedData": "prepared",
     "default_data_dir": "loading",
     "load_data": "prepared",

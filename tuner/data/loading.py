@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import importlib.metadata
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from tuner import __version__
 from tuner.contract import DataRequest, Dataset, Splits
 from tuner.errors import PluginError
 from tuner.plugins.checks import splits_problems
+from tuner.runtime.files import replaced
 from tuner.runtime.folders import cache_root
 
 
@@ -100,12 +100,9 @@ def _read_cache(path: Path) -> Splits | None:
 
 
 def _write_cache(path: Path, splits: Splits) -> None:
-    try:
+    # A read-only or full cache folder: the next run loads from the source again.
+    with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        with replaced(path, durable=False) as tmp:  # whole or not at all: two processes may write it at once
             torch.save({"train_images": splits.train_images, "train_labels": splits.train_labels,
                         "test_images": splits.test_images, "test_labels": splits.test_labels}, tmp)
-        os.replace(tmp.name, path)  # whole or not at all: two processes may write it at once
-    except OSError:  # a read-only or full cache folder: the next run loads from the source again
-        with contextlib.suppress(OSError, UnboundLocalError):
-            os.unlink(tmp.name)

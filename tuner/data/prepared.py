@@ -9,6 +9,7 @@ Resizing to an architecture's ``input_size`` happens on the device, one batch at
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 
 from tuner.contract import Architecture, Dataset, ImageShape, Splits
 from tuner.data.loading import load_splits
-from tuner.data.split import DEFAULT_VAL_FRACTION
+from tuner.data.split import DEFAULT_VAL_FRACTION, DataSettings
 from tuner.errors import UsageError
 from tuner.plugins.pair import Pair
 
@@ -129,12 +130,12 @@ def prepare(
     )
 
 
-def load_data(pair: Pair, data_dir: Path, device: torch.device, settings: dict[str, Any]) -> PreparedData:
-    """The study's data: its split seed, validation fraction and training cap (``settings``
-    holds ``seed``, ``val_fraction``, ``max_train`` and ``max_val``, as the provenance and a
-    recipe do)."""
+def load_data(pair: Pair, data_dir: Path, device: torch.device,
+              settings: DataSettings | Mapping[str, Any]) -> PreparedData:
+    """The study's data, cut by ``settings`` (or the provenance or recipe that holds them)."""
+    cut = settings if isinstance(settings, DataSettings) else DataSettings.of(settings)
     splits = load_splits(pair.dataset_name, pair.dataset, data_dir, pair.dataset_dist)
     return prepare(
-        splits, pair.dataset, pair.arch, device=device, val_fraction=settings["val_fraction"],
-        split_seed=settings["seed"], max_train=settings["max_train"], max_val=settings.get("max_val"),
+        splits, pair.dataset, pair.arch, device=device, val_fraction=cut.val_fraction,
+        split_seed=cut.seed, max_train=cut.max_train, max_val=cut.max_val,
     )

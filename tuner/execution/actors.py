@@ -74,7 +74,7 @@ class RelayStore:
 
 def _storage(options: OptimizeOptions, proxy: ProxyAddress) -> optuna.storages.BaseStorage:
     if proxy is None:  # a server database: every actor opens it, as a second machine would
-        location = locate(options.study or options.plugin, options.db, options.storage)
+        location = locate(options.study_name, options.db, options.storage)
         return storage_for(location, create=False)
     storage = BatchingProxy(host=proxy[0], port=proxy[1])
     storage.wait_server_ready(timeout=60)

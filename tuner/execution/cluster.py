@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -30,6 +29,7 @@ import optuna
 from tuner.errors import TunerError, UsageError, first_line
 from tuner.planning.ray_connect import connect
 from tuner.runtime.liveness import identity
+from tuner.runtime.ports import free_port
 from tuner.storage import records
 from tuner.storage.proxy import serve
 from tuner.storage.stale import fail_trials_of
@@ -63,10 +63,6 @@ def trials_at_once(options: OptimizeOptions, resources: dict[str, float]) -> int
     return min(fit, MAX_JOBS)
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -130,7 +126,7 @@ class _Driver:
         if prepared.location.db_path is None:
             return None, None
         host = self.ray.util.get_node_ip_address()
-        port = _free_port(host)
+        port = free_port(host)
         return serve(self.study._storage, host, port), (host, port)
 
     def _slot(self) -> _Slot:

@@ -9,7 +9,7 @@ import torch
 
 from tuner.data.loading import load_splits
 from tuner.data.prepared import load_data, model_shape, normalize, resize
-from tuner.data.split import DEFAULT_VAL_FRACTION
+from tuner.data.split import DataSettings
 from tuner.errors import PairRefused
 from tuner.planning.timing import Timing, measure
 from tuner.plugins.checks import StepReport, build_model, default_hyperparameters, one_step
@@ -36,8 +36,7 @@ def contract_step(pair: Pair, data_dir: Path, n: int = 2) -> StepReport:
 def reference_trainer(pair: Pair, data_dir: Path, device: torch.device, seed: int = 0,
                       max_train: int | None = None, max_val: int | None = None) -> Trainer:
     """A fresh model of the pair's reference settings on its own data, split as a study splits it."""
-    settings = {"seed": seed, "val_fraction": DEFAULT_VAL_FRACTION, "max_train": max_train, "max_val": max_val}
-    data = load_data(pair, data_dir, device, settings)
+    data = load_data(pair, data_dir, device, DataSettings(seed, max_train=max_train, max_val=max_val))
     return start_training(pair.arch, data, default_hyperparameters(pair.arch), seed)
 
 

@@ -5,6 +5,8 @@
 - :mod:`tuner.runtime.liveness`: which process runs a trial, and whether it is still alive.
 - :mod:`tuner.runtime.logs`: the libraries' own log lines kept off a person's terminal.
 - :mod:`tuner.runtime.folders`: the per-user cache folder.
+- :mod:`tuner.runtime.files`: files written whole or not at all.
+- :mod:`tuner.runtime.ports`: a free TCP port on this machine.
 """
 
 from tuner.faces import face
@@ -13,6 +15,7 @@ OFFERS = {
     "LongLivedHeap": "collector",
     "collector_paused": "collector",
     "exit_status": "interrupt",
+    "free_port": "ports",
     "host": "liveness",
     "identity": "liveness",
     "quiet_libraries": "logs",

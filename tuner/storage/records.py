@@ -38,6 +38,10 @@ DRAWN = "drawn"
 LR_STEP = "lr"
 PRIOR = "prior"
 AROUND_BEST = "best"
+#: How each way a trial came to be is said, ``"reference"`` and ``"sampler"`` (no DRAWN) included.
+DRAWN_SAID = {"reference": "the reference", LR_STEP: "the reference with its learning rate moved",
+              PRIOR: "a trial drawn around the reference", AROUND_BEST: "a trial drawn around the best so far",
+              "sampler": "a trial the sampler drew"}
 # {"device", "batch_size"}: one image ran out of memory (tuner.training.loop.DoesNotFit) on that
 # kind of device (tuner.training.device.device_kind); later trials there draw smaller batches.
 DOES_NOT_FIT = "does_not_fit"

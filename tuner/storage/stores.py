@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -25,6 +24,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
 from tuner.errors import UsageError, WeightsError
+from tuner.runtime.files import copy_into, replaced
 from tuner.runtime.folders import cache_root
 from tuner.storage import records
 
@@ -74,20 +74,10 @@ class AtomicFileSystemStore(FileSystemArtifactStore):
         final = self._get_filepath(artifact_id)
         try:
             self.base_path.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.base_path, prefix=".tmp-", suffix=".part")
-        except OSError as e:
-            raise write_error(self.base_path, e) from None
-        try:
-            with os.fdopen(fd, "wb") as f:
-                while chunk := content_body.read(1 << 20):
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
+            with replaced(final) as f:
+                copy_into(content_body, f)
             _fsync_folder(self.base_path)
         except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise write_error(self.base_path, e) from None
 
 

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import io
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial
 
 from tuner.errors import WeightsError, message_line
+from tuner.runtime.files import copy_into, replaced
 from tuner.storage import records
 from tuner.storage.stores import cache_folder, open_store, shown, spec_of, store_folder, write_error
 
@@ -84,13 +84,7 @@ class StudyArtifacts:
         """Upload the model's weights (on the CPU) as the trial's artifact and record it."""
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         scratch = self.folder if self.folder is not None else cache_folder()
-        try:
-            scratch.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=scratch, prefix=".save-", suffix=".part")
-            os.close(fd)
-        except OSError as e:
-            raise write_error(scratch, e) from None
-        staged = Path(tmp).with_name(f"trial-{trial.number}.pt")  # the artifact's file name
+        staged = scratch / f"trial-{trial.number}.pt"  # the artifact's file name
         # Serialised in memory, then written as plain bytes: a full disk is then an OSError with
         # its errno, where torch.save to a file reports it as "enforce fail ... unexpected pos".
         buffer = io.BytesIO()
@@ -101,18 +95,17 @@ class StudyArtifacts:
         digest, size = hashlib.sha256(data).hexdigest(), len(data)
         try:
             try:
-                with open(tmp, "wb") as f:
+                scratch.mkdir(parents=True, exist_ok=True)
+                with replaced(staged, durable=False) as f:
                     f.write(data)
-                os.replace(tmp, staged)
             except OSError as e:
                 raise write_error(scratch, e) from None
             del data
             artifact_id = upload_artifact(artifact_store=self.store, file_path=str(staged),
                                           study_or_trial=trial)
         finally:
-            for leftover in (tmp, staged):
-                with contextlib.suppress(OSError):
-                    os.unlink(leftover)
+            with contextlib.suppress(OSError):
+                os.unlink(staged)
         record = {"artifact_id": artifact_id, "sha256": digest, "bytes": size, "file": staged.name}
         trial.set_user_attr(records.WEIGHTS, record)
         return record
@@ -207,15 +200,8 @@ def load_state(weights: Weights) -> dict[str, torch.Tensor]:
 
 def _download(store: Any, artifact_id: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fetch-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, contextlib.closing(store.open_reader(artifact_id)) as reader:
-            while chunk := reader.read(1 << 20):
-                out.write(chunk)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    with replaced(path, durable=False) as out, contextlib.closing(store.open_reader(artifact_id)) as reader:
+        copy_into(reader, out)
 
 
 def _sha256(path: Path) -> tuple[str, int]:

@@ -17,11 +17,10 @@ from typing import Any
 from tuner.data.split import DEFAULT_VAL_FRACTION
 from tuner.errors import UsageError
 from tuner.search.samplers import MAX_SEED, PRIORS, PRUNERS, SAMPLERS
+from tuner.trial.recipe import DEFAULT_EPOCHS, DEFAULT_SEED
 
 DEFAULT_TRIALS = 20
 AUTO = "auto"  # --trials auto (tuner.search.stopping)
-DEFAULT_EPOCHS = 10
-DEFAULT_SEED = 0
 MAX_JOBS = 64
 MAX_FUSE = 64
 _NAME_MAX = 200  # a study name is a file name (plus ".db", ".artifacts") in the studies folder
@@ -132,6 +131,11 @@ class OptimizeOptions:
         if isinstance(self.fuse, str) and self.fuse.strip().lower() == AUTO:
             self.fuse = AUTO
         self.space = tuple(self.space)
+
+    @property
+    def study_name(self) -> str:
+        """The study's name: ``--study``, else the plugin pair's (``lenet-digits``)."""
+        return self.study or self.plugin
 
     @property
     def trial_budget(self) -> int | None:

@@ -43,9 +43,10 @@ from tuner.storage.opening import check_tuner_study, storage_for, study_lock, wr
 from tuner.storage.stale import fail_dead_trials, queue_retries
 from tuner.storage.stores import choose_spec
 from tuner.storage.weights import StudyArtifacts
-from tuner.study.options import AUTO, DEFAULT_EPOCHS, DEFAULT_SEED, MAX_FUSE, MAX_JOBS, OptimizeOptions
+from tuner.study.options import AUTO, MAX_FUSE, MAX_JOBS, OptimizeOptions
 from tuner.training.device import device_kind, resolve_device, worker_devices
 from tuner.trial.objective import Listener, Objective, enqueue_reference
+from tuner.trial.recipe import DEFAULT_EPOCHS, DEFAULT_SEED, recipe
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,10 @@ class PreparedStudy:
     fuse_plan: FusePlan | None = None  # what --fuse chose, and why
 
 
+#: What :func:`check_options` found: the pair, the space, whether ``--params``/``--space`` changed it.
+Checked = tuple[Pair, dict[str, Param], bool]
+
+
 @dataclass
 class _Inputs:
     """What the options name, checked before any database is touched."""
@@ -81,12 +86,15 @@ class _Inputs:
 
 
 def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
-                  record: bool = True, storage: optuna.storages.BaseStorage | None = None) -> PreparedStudy:
+                  record: bool = True, storage: optuna.storages.BaseStorage | None = None,
+                  checked: Checked | None = None) -> PreparedStudy:
     """Open or create the study and get everything a trial needs. ``record``: log this run in
     the study (:func:`tuner.storage.records.record_run`); ``--jobs`` workers do not, the main
     process has. ``storage``: join the study another process made, through this storage (a
-    ``--ray`` actor, through the driver's gRPC proxy): nothing is created, queued or failed."""
-    inputs = _check_inputs(options)
+    ``--ray`` actor, through the driver's gRPC proxy): nothing is created, queued or failed.
+    ``checked``: what :func:`check_options` returned for these options (a session checks them
+    once, before anything is made); None checks them here."""
+    inputs = _check_inputs(options, checked)
     joining = storage is not None
     if storage is None:
         storage = storage_for(inputs.location, create=True, heartbeat=True)
@@ -119,7 +127,8 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
     objective = Objective(
         arch=inputs.pair.arch, data=data, space=inputs.space, epochs=settings["epochs"], seed=settings["seed"],
         artifacts=artifacts, compile=options.compile, checkpoint_every=options.checkpoint_every,
-        recipe=run_recipe(inputs.pair, settings, inputs.device, options.compile, inputs.data_dir),
+        recipe=recipe(inputs.pair.describe(), settings, str(inputs.device), compile=options.compile,
+                      data_dir=_folder(inputs.data_dir)),
     )
     if listener is not None:
         objective.listener = listener
@@ -188,7 +197,7 @@ def _plan_fuse(inputs: _Inputs, options: OptimizeOptions, data: PreparedData) ->
     return plan
 
 
-def check_options(options: OptimizeOptions) -> tuple[Pair, dict[str, Param], bool]:
+def check_options(options: OptimizeOptions) -> Checked:
     """Every option checked (values, the plugin pair, the space and ``--params`` parsed) before
     anything is created anywhere: the pair, the space, and whether ``--params``/``--space`` changed it."""
     options.validate()
@@ -202,15 +211,15 @@ def check_options(options: OptimizeOptions) -> tuple[Pair, dict[str, Param], boo
     return pair, build_space(pair.arch, overrides), bool(overrides)
 
 
-def _check_inputs(options: OptimizeOptions) -> _Inputs:
+def _check_inputs(options: OptimizeOptions, checked: Checked | None) -> _Inputs:
     """The options checked, the plugins loaded, the space parsed and one batch trained: nothing stored yet."""
-    pair, space, overridden = check_options(options)
+    pair, space, overridden = checked if checked is not None else check_options(options)
     # A --ray driver trains nothing: its device is for the test set at the end; the actors
     # place their own trials.
     device = resolve_device("auto" if options.ray else options.device)
     data_dir = default_data_dir(options.data_dir)
     contract_step(pair, data_dir)  # validate at load: one tiny batch on the CPU
-    location = locate(options.study or pair.name, options.db, options.storage)
+    location = locate(options.study_name, options.db, options.storage)
     return _Inputs(pair, space, overridden, device, data_dir, location)
 
 
@@ -332,14 +341,6 @@ def _prior(inputs: _Inputs, options: OptimizeOptions) -> dict[str, Any] | None:
     return fixed_params_for(reference, inputs.space) or None
 
 
-def run_recipe(pair: Pair, settings: dict[str, Any], device: torch.device, compile: bool,
-               data_dir: Path | None = None) -> dict[str, Any]:
-    """What every trial of this run records to be re-run (each adds its seed and threads); the
-    data folder when there is one (``reproduce`` and ``export`` use it by default)."""
-    return {
-        **pair.describe(),
-        "data_dir": str(data_dir.absolute()) if data_dir is not None and data_dir.is_dir() else None,
-        "seed": settings["seed"], "val_fraction": settings["val_fraction"], "max_train": settings["max_train"],
-        "max_val": settings.get("max_val"), "epochs": settings["epochs"], "device": str(device), "compile": compile,
-        "tuner_version": __version__, "torch_version": torch.__version__,
-    }
+def _folder(data_dir: Path) -> str | None:
+    """The data folder a recipe records when there is one (``reproduce`` and ``export`` use it by default)."""
+    return str(data_dir.absolute()) if data_dir.is_dir() else None

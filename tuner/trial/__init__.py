@@ -2,6 +2,7 @@
 
 - :mod:`tuner.trial.objective`: the objective: sample, build, train, report, prune, keep weights.
 - :mod:`tuner.trial.checkpoint`: a running trial's state saved at an epoch's end, loaded by its retry.
+- :mod:`tuner.trial.recipe`: what re-training a trial needs, built in one place.
 """
 
 from tuner.faces import face
