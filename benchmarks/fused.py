@@ -22,6 +22,7 @@ the best validation accuracy each found.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -103,7 +104,7 @@ def studies(args) -> int:  # type: ignore[no-untyped-def]
                 runs[k].append(study(args, k, cwd))
     print(f"{'--fuse':>7}{'K':>6}{'wall s':>9}{'trials s':>10}{'trials':>8}{'trials/h':>10}{'vs --fuse 1':>13}"
           f"{'trials only (range)':>24}{'best val':>10}{'beat ref s':>12}")
-    base = runs["1"]
+    base, table = runs["1"], {}
     for k in contenders:
         mine = runs[k]
         wall, span = statistics.median(r[0] for r in mine), statistics.median(r[1] for r in mine)
@@ -111,10 +112,15 @@ def studies(args) -> int:  # type: ignore[no-untyped-def]
         beats = [r[5] for r in mine if r[5] is not None]
         only = sorted(b[1] / r[1] for b, r in zip(base, mine, strict=True))  # each repeat against its own --fuse 1
         rate = n / wall * 3600
+        table[k] = {"k": chosen, "wall_s": wall, "trials_s": span, "trials": n, "trials_per_h": rate,
+                    "vs_fuse_1": statistics.median(b[0] for b in base) / wall, "trials_only": statistics.median(only),
+                    "best": best, "beat_reference_s": statistics.median(beats) if beats else None}
         print(f"{k:>7}{chosen:>6}{wall:>9.1f}{span:>10.1f}{n:>8}{rate:>10,.0f}"
               f"{statistics.median(b[0] for b in base) / wall:>12.2f}×"
               f"{f'{statistics.median(only):.2f}× ({only[0]:.2f}–{only[-1]:.2f})':>24}{100 * best:>9.2f}%"
               f"{'—' if not beats else f'{statistics.median(beats):.1f}':>12}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(table, indent=1))
     return 0
 
 
@@ -125,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3, help="--study: runs of each contender")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE",
+                        help="--study: also write each contender's row to FILE, columns by name")
     parser.add_argument("--study", type=int, default=None, metavar="N",
                         help="compare whole `tuner optimize` studies of N trials instead")
     args = parser.parse_args(argv)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import statistics
 import sys
@@ -48,6 +49,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
@@ -173,7 +175,7 @@ class Lockstep:
             self.live.discard(self.local.worker)
             self._pass()
 
-    # The listener's side (tuner.trial.objective.Listener).
+    # The listener's side (tuner.trial.events.Listener).
     def trial_started(self, number: int, hp: dict, reference: bool, where: str = "") -> None:  # type: ignore[type-arg]
         pass
 
@@ -336,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--bad-reference", action="store_true", help="the reference's lr / 1000")
     parser.add_argument("--no-regret", action="store_true", help="skip the side runs of pruned trials")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE",
+                        help="also write each table's rows to FILE, by pair and searcher, columns by name")
     parser.add_argument("--jobs", type=int, default=1, help="trials at a time (tuner's and Optuna's searchers)")
     parser.add_argument("--pruner-warmup", type=int, default=None, metavar="E",
                         help="tuner's searchers: epochs before any pruning, as tuner optimize's flag "
@@ -364,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{f', {args.jobs} trials at a time' if args.jobs > 1 else ''}"
           f"{f', tuner pruning after {args.pruner_warmup} epochs' if args.pruner_warmup is not None else ''}"
           f"{f', prior spread {args.prior_spread} keep {args.prior_keep}' if prior_changed else ''}")
-    failed = False
+    failed, tables = False, {}
     for plugin in args.pairs:
         rows: dict[str, list[tuple[Result, float]]] = {name: [] for name in args.searchers}
         for seed in range(args.seeds):
@@ -379,11 +383,17 @@ def main(argv: list[str] | None = None) -> int:
                 rows[name].append((r, target))
             print(f"  {plugin} seed {seed}: reference {100 * reference:.2f}%, target {100 * target:.2f}% "
                   f"({len(setup.data.val_y)} validation images)", flush=True)
-        failed |= _table(plugin, rows, args)
+        table: dict[str, dict[str, Any]] = {}
+        failed |= _table(plugin, rows, args, table)
+        tables[plugin] = table
+    if args.json is not None:
+        args.json.write_text(json.dumps(tables, indent=1))
     return 1 if failed else 0
 
 
-def _table(plugin: str, rows: dict[str, list[tuple[Result, float]]], args: argparse.Namespace) -> bool:
+def _table(plugin: str, rows: dict[str, list[tuple[Result, float]]], args: argparse.Namespace,
+           table: dict[str, dict[str, Any]]) -> bool:
+    """Print the pair's table (and keep each row in ``table``, by column name); whether a goal failed."""
     print(f"\n{plugin}: median over {args.seeds} seeds (spread: lowest..highest)")
     print(f"{'searcher':<15}{'epochs to target':>18}{'spread':>17}{'best after budget':>19}{'SE':>7}"
           f"{'trials':>7}{'prior':>6}{'pruned':>7}{'regret':>7}{'epochs saved':>13}{'s':>7}")
@@ -404,6 +414,11 @@ def _table(plugin: str, rows: dict[str, list[tuple[Result, float]]], args: argpa
         se = statistics.median(standard_error(r.best, r.val_examples) for r, _ in per_seed)
         medians[name] = statistics.median([v if v is not None else math.inf for v in to])
         shown[name] = _median(to)
+        table[name] = {"epochs_to_target": shown[name], "spread": spread, "misses": misses,
+                       "best": med_best, "se": se, "trials": statistics.median(r.trials for r, _ in per_seed),
+                       "prior_trials": statistics.median(r.prior_trials for r, _ in per_seed), "pruned": pruned,
+                       "regret": regret, "epochs_saved": saved,
+                       "seconds": statistics.median(r.seconds for r, _ in per_seed)}
         print(f"{name:<15}{shown[name]:>18}{spread + ('+' + str(misses) + ' miss' if misses else ''):>17}"
               f"{100 * med_best:>18.2f}%{100 * se:>6.2f}{statistics.median(r.trials for r, _ in per_seed):>7.0f}"
               f"{statistics.median(r.prior_trials for r, _ in per_seed):>6.0f}{pruned:>7}{regret:>7}"

@@ -77,7 +77,7 @@ class Clock:
         if self.reached_epoch is None and accuracy >= self.target:
             self.reached_epoch = time.perf_counter() - self.start
 
-    # tuner's objective reports through a listener (tuner.trial.objective.Listener)
+    # tuner's objective reports through a listener (tuner.trial.events.Listener)
     def trial_started(self, number, hp, reference) -> None:
         pass
 

@@ -7,8 +7,10 @@ the numbers that show the speed goals come from `benchmarks/`, not from this tes
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 
 import pytest
 from helpers import ROOT
@@ -41,38 +43,40 @@ def test_the_search_benchmark_runs_every_optuna_searcher_and_counts_pruning_regr
     assert "target" in proc.stdout and "epochs to target" in proc.stdout
 
 
-def _search(mnist_dir, *extra: str) -> str:
+def _search(mnist_dir, folder, *extra: str) -> tuple[str, dict]:
+    """The search benchmark's printed output, and its table by searcher, columns by name (--json)."""
+    rows = folder / f"search-{time.monotonic_ns()}.json"
     proc = subprocess.run(
         [sys.executable, "benchmarks/search.py", "--pairs", "mlp-mnist", "--seeds", "1", "--budget", "12",
-         "--epochs", "3", "--max-train", "600", "--data-dir", str(mnist_dir), *extra],
+         "--epochs", "3", "--max-train", "600", "--data-dir", str(mnist_dir), "--json", str(rows), *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
+    return proc.stdout, json.loads(rows.read_text())["mlp-mnist"]
 
 
 @pytest.mark.slow
-def test_the_search_benchmark_runs_two_trials_at_a_time_the_same_every_run(mnist_dir):
+def test_the_search_benchmark_runs_two_trials_at_a_time_the_same_every_run(mnist_dir, tmp_path):
     """``--jobs 2``: two trials of one study at a time, their epochs counted as they end; every
     trial of the budget is counted once (12 epochs of 3-epoch trials, none pruned: 4 trials).
     The workers take turns by a clock of epochs, so a second run prints the same study, and the
     reference trains as it does one at a time (the same score, so the same target)."""
-    out = _search(mnist_dir, "--searchers", "tpe", "tuner", "--no-regret", "--jobs", "2")
+    out, table = _search(mnist_dir, tmp_path, "--searchers", "tpe", "tuner", "--no-regret", "--jobs", "2")
     assert "2 trials at a time" in out
-    row = next(line.split() for line in out.splitlines() if line.startswith("tpe "))
-    assert row[-6] == "4", out  # the trials column: 12 epochs / 3
+    assert table["tpe"]["trials"] == 4, out  # 12 epochs / 3
 
-    def counted(text: str) -> list[list[str]]:  # every row without its wall seconds
-        return [line.split()[:-1] for line in text.splitlines() if line.startswith(("tpe ", "tuner "))]
+    def counted(rows: dict) -> dict:  # every row without its wall seconds
+        return {name: {k: v for k, v in row.items() if k != "seconds"} for name, row in rows.items()}
 
-    assert counted(_search(mnist_dir, "--searchers", "tpe", "tuner", "--no-regret", "--jobs", "2")) == counted(out)
-    alone = _search(mnist_dir, "--searchers", "tpe", "--no-regret")
+    _, again = _search(mnist_dir, tmp_path, "--searchers", "tpe", "tuner", "--no-regret", "--jobs", "2")
+    assert counted(again) == counted(table)
+    alone, _ = _search(mnist_dir, tmp_path, "--searchers", "tpe", "--no-regret")
     assert [line for line in alone.splitlines() if "reference" in line] == \
         [line for line in out.splitlines() if "reference" in line], alone + out
 
 
 @pytest.mark.slow
-def test_the_fused_benchmark_compares_cohorts_and_whole_studies(mnist_dir):
+def test_the_fused_benchmark_compares_cohorts_and_whole_studies(mnist_dir, tmp_path):
     """A quick form of benchmark 11 (benchmarks/fused.py): K trials fused against the same K alone,
     then the same seeded `tuner optimize` study with and without --fuse. Figures: docs/benchmarks.md."""
     common = ["--max-train", "600", "--epochs", "1", "--data-dir", str(mnist_dir)]
@@ -80,12 +84,14 @@ def test_the_fused_benchmark_compares_cohorts_and_whole_studies(mnist_dir):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert any(line.split()[:1] == ["2"] and "×" in line for line in proc.stdout.splitlines()), proc.stdout
-    study = ["--study", "4", "--fuse", "auto", "2", "--repeats", "1"]
+    rows_file = tmp_path / "fused.json"
+    study = ["--study", "4", "--fuse", "auto", "2", "--repeats", "1", "--json", str(rows_file)]
     proc = subprocess.run([sys.executable, "benchmarks/fused.py", *study, *common], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = [line.split() for line in proc.stdout.splitlines() if line.split()[:1] in (["1"], ["auto"], ["2"])]
-    assert [r[0] for r in rows] == ["1", "auto", "2"] and rows[2][1] == "2" and all(r[4] == "4" for r in rows)
+    rows = json.loads(rows_file.read_text())
+    assert list(rows) == ["1", "auto", "2"] and rows["2"]["k"] == "2", rows  # --fuse 2 trained cohorts of 2
+    assert all(row["trials"] == 4 for row in rows.values()), rows  # every contender ran the whole study
 
 
 @pytest.mark.slow

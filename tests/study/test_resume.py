@@ -43,7 +43,10 @@ def stop_mid_trial(cwd: Path, how: signal.Signals, *extra: str) -> int:
     os.killpg(proc.pid, how)
     proc.communicate(timeout=120)
     stopped = trials_of(cwd)[0]
-    assert stopped.state.name == "FAIL" or how == signal.SIGKILL, stopped.state
+    if how == signal.SIGKILL:  # a killed process writes nothing: the trial stays RUNNING until the next run
+        assert stopped.state.name == "RUNNING" and records.FAIL_REASON not in stopped.user_attrs, stopped.state
+    else:
+        assert stopped.state.name == "FAIL" and stopped.user_attrs[records.FAIL_REASON] == records.INTERRUPTED
     saved = stopped.user_attrs[records.CHECKPOINT]["epoch"]
     assert 3 <= saved < EPOCHS, "the stop must land mid-trial"
     return saved
@@ -65,6 +68,8 @@ def test_a_stopped_trial_resumes_from_its_checkpoint_and_ends_as_if_never_stoppe
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"], [t.state.name for t in trials]
     retry = trials[1]
     assert retry.user_attrs[records.RETRY_OF] == 0 and retry.user_attrs[records.REFERENCE]
+    # the next run failed the killed trial at once, as killed (no reason: what the heartbeat leaves too)
+    assert records.view(trials[0]).reason == (records.KILLED if how == signal.SIGKILL else records.INTERRUPTED)
     assert curve(retry) == uninterrupted, f"resumed from epoch {saved}"
     assert [retry.intermediate_values[e] for e in range(EPOCHS)] == uninterrupted
     assert not list((tmp_path / "studies" / "mlp-digits.artifacts").glob("checkpoint-*")), "checkpoints tidied"

@@ -24,7 +24,6 @@ import ray
 import torch
 
 from tuner.errors import TrialFailed
-from tuner.execution.parallel import Forward
 from tuner.runtime.liveness import identity
 from tuner.runtime.logs import quiet_libraries
 from tuner.storage.location import locate
@@ -32,6 +31,7 @@ from tuner.storage.opening import storage_for
 from tuner.storage.proxy import BatchingProxy
 from tuner.storage.stores import open_store
 from tuner.study.options import OptimizeOptions
+from tuner.trial.events import Forward
 
 # What the driver passes for a SQLite study: the proxy's address; None: the actor opens --storage.
 ProxyAddress = tuple[str, int] | None

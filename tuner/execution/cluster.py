@@ -34,6 +34,7 @@ from tuner.storage import records
 from tuner.storage.proxy import serve
 from tuner.storage.stale import fail_trials_of
 from tuner.study.options import MAX_JOBS, OptimizeOptions
+from tuner.trial.events import deliver
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +143,7 @@ class _Driver:
         """The actors' progress events to the live view."""
         size = self.events.qsize()
         for event in self.events.get_nowait_batch(size) if size else []:
-            kind, *rest = event
-            getattr(self.listener, {"started": "trial_started", "epoch": "epoch_done",
-                                    "batch": "batch_done"}[kind])(*rest)
+            deliver(event, self.listener)
 
     def _node_alive(self, process: dict[str, Any] | None) -> bool:
         node = (process or {}).get("node", {}).get("id")

@@ -15,7 +15,6 @@ leader whose shared values the space cannot express trains alone.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +34,8 @@ from tuner.storage import records
 from tuner.training.fused import SHARED, CannotFuse, Cohort
 from tuner.training.loop import released
 from tuner.trial import checkpoint
-from tuner.trial.objective import CHECKPOINT_SHARE, Objective
+from tuner.trial.objective import Objective
+from tuner.trial.recorder import CheckpointClock, EpochRecorder, batch_progress, past_deadline
 
 Callback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -229,31 +229,30 @@ class CohortRunner:
 
     def _epochs(self, cohort: Cohort, running: dict[int, Member]) -> None:
         objective, epochs = self.objective, self.objective.epochs
-        saved, every, wall = time.perf_counter(), objective.checkpoint_every, None
+        clock, wall = CheckpointClock(objective.checkpoint_every), None
+        recorders = {k: EpochRecorder(m.trial, epochs, objective.listener, m.history) for k, m in running.items()}
         for epoch in range(epochs):
-            if wall is not None and objective.deadline is not None and time.time() + wall > objective.deadline:
+            if past_deadline(objective.deadline, wall):
                 self._stop_at_deadline(cohort, running, epoch)
                 return
-            cohort.on_batch = self._progress(running, epoch + 1, cohort)
+            cohort.on_batch = batch_progress(objective.listener, [m.trial.number for m in running.values()],
+                                             epoch + 1, epochs, len(objective.data.train_y),
+                                             cohort.hps[cohort.members[0]].batch_size)
             started = time.perf_counter()
             results = cohort.epoch()
             wall = time.perf_counter() - started
             lr_next = cohort.lrs  # lowered at this epoch's end when below lr (tuner.search.pruning)
-            for (k, m), result, lr in zip(list(running.items()), results, lr_next, strict=True):
-                if self._after_epoch(m, epoch, result, lr, wall / len(results)):
+            for k, result, lr in zip(list(running), results, lr_next, strict=True):
+                if self._after_epoch(recorders[k], epoch, result, lr, wall / len(results)):
                     del running[k]
             if not running:
                 return
             if len(running) < len(cohort.members):
                 cohort.keep(list(running))
-            due = every is not None and time.perf_counter() - saved >= every
-            if due and epoch + 1 < epochs and objective.artifacts is not None:
-                began = time.perf_counter()
-                for k, m in running.items():
-                    checkpoint.save(m.trial, cohort.trainer(k, m.seed), epoch + 1, objective.artifacts)
-                saved = time.perf_counter()
-                if every:
-                    every = max(every, (saved - began) / CHECKPOINT_SHARE)
+            if clock.due(epoch, epochs) and objective.artifacts is not None:
+                with clock.saving():
+                    for k, m in running.items():
+                        checkpoint.save(m.trial, cohort.trainer(k, m.seed), epoch + 1, objective.artifacts)
         for k, m in list(running.items()):
             value = m.history[-1]["val_accuracy"]
             objective.keep_weights(m.trial, cohort.model(k), value, m.reference)
@@ -261,38 +260,18 @@ class CohortRunner:
             del running[k]
             self._tell(m.trial, TrialState.COMPLETE, value)
 
-    def _after_epoch(self, m: Member, epoch: int, result: Any, lr_next: float, seconds: float) -> bool:
-        """Record member ``m``'s epoch; whether it leaves the cohort (failed or pruned, and told)."""
-        trial = m.trial
-        if not math.isfinite(result.train_loss):
-            trial.set_user_attr(records.FAIL_REASON, f"training loss became {result.train_loss} in epoch {epoch + 1}")
-            self._tell(trial, TrialState.FAIL)
+    def _after_epoch(self, recorder: EpochRecorder, epoch: int, result: Any, lr_next: float, seconds: float) -> bool:
+        """Record a member's epoch; whether it leaves the cohort (failed or pruned, and told)."""
+        try:
+            recorder.record(epoch, result, lr_next, seconds)
+        except TrialFailed:
+            self._tell(recorder.trial, TrialState.FAIL)
             return True
-        m.history.append({"epoch": epoch + 1, "train_loss": result.train_loss, "val_loss": result.val_loss,
-                          "val_accuracy": result.val_accuracy, "lr": result.lr, "lr_next": lr_next,
-                          "seconds": round(seconds, 4)})
-        trial.set_user_attr(records.HISTORY, m.history)
-        trial.report(result.val_accuracy, epoch)
-        self.objective.listener.epoch_done(trial.number, epoch + 1, self.objective.epochs, result)
-        if epoch + 1 < self.objective.epochs and trial.should_prune():
-            trial.set_user_attr(records.PRUNE_REASON, f"val {100 * result.val_accuracy:.2f}% at epoch {epoch + 1} "
-                                "below the pruner's bar")
-            self.objective.drop_checkpoints(trial, None)
-            self._tell(trial, TrialState.PRUNED)
+        if recorder.pruned(epoch, result):
+            self.objective.drop_checkpoints(recorder.trial, None)
+            self._tell(recorder.trial, TrialState.PRUNED)
             return True
         return False
-
-    def _progress(self, running: dict[int, Member], epoch: int, cohort: Cohort) -> Callable[[int, int], None]:
-        listener, epochs = self.objective.listener, self.objective.epochs
-        n, bs = len(self.objective.data.train_y), cohort.hps[cohort.members[0]].batch_size
-        numbers = [m.trial.number for m in running.values()]
-
-        def told(done: int, batches: int) -> None:
-            images = n if done == batches else min(n, done * bs)
-            for number in numbers:
-                listener.batch_done(number, epoch, epochs, done, batches, images)
-
-        return told
 
     def _stop_at_deadline(self, cohort: Cohort, running: dict[int, Member], epoch: int) -> None:
         """``--timeout`` comes before the next epoch would end: save each member, stop them and the run."""

@@ -42,26 +42,9 @@ from tuner.runtime.logs import quiet_libraries
 from tuner.storage.opening import written
 from tuner.storage.stale import fail_dead_trials
 from tuner.training.device import worker_devices
-from tuner.training.loop import EpochResult
-from tuner.trial.objective import Listener
+from tuner.trial.events import Forward, Listener, deliver
 
 log = logging.getLogger(__name__)
-
-class Forward:
-    """Listener in a worker: sends the events to the main process."""
-
-    def __init__(self, events: Any) -> None:
-        self.events = events
-
-    def trial_started(self, number: int, hp: dict[str, Any], reference: bool, where: str = "") -> None:
-        self.events.put(("started", number, hp, reference, where))
-
-    def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None:
-        self.events.put(("epoch", number, epoch, epochs, result))
-
-    def batch_done(self, number: int, epoch: int, epochs: int, done: int, batches: int, images: int) -> None:
-        self.events.put(("batch", number, epoch, epochs, done, batches, images))
-
 
 def _told_to_stop(signum: int, frame: Any) -> None:
     """SIGTERM in a worker: the running trial stops now if it is computing, else once what it
@@ -163,14 +146,10 @@ class _Watch:
                     self.ended.add(i)
                     _lost_worker(self.study, i, w.exitcode)
             return
+        if deliver(event, self.listener):
+            return
         kind = event[0]
-        if kind == "started" and self.listener is not None:
-            self.listener.trial_started(*event[1:])
-        elif kind == "epoch" and self.listener is not None:
-            self.listener.epoch_done(*event[1:])
-        elif kind == "batch" and self.listener is not None:
-            self.listener.batch_done(*event[1:])
-        elif kind == "finished":
+        if kind == "finished":
             for callback in self.callbacks:
                 callback(self.study, event[1])
         elif kind == "error":

@@ -45,7 +45,8 @@ from tuner.storage.stores import choose_spec
 from tuner.storage.weights import StudyArtifacts
 from tuner.study.options import AUTO, MAX_FUSE, MAX_JOBS, OptimizeOptions
 from tuner.training.device import device_kind, resolve_device, worker_devices
-from tuner.trial.objective import Listener, Objective, enqueue_reference
+from tuner.trial.events import Listener
+from tuner.trial.objective import Objective, enqueue_reference
 from tuner.trial.recipe import DEFAULT_EPOCHS, DEFAULT_SEED, recipe
 
 log = logging.getLogger(__name__)

@@ -3,6 +3,8 @@
 - :mod:`tuner.trial.objective`: the objective: sample, build, train, report, prune, keep weights.
 - :mod:`tuner.trial.checkpoint`: a running trial's state saved at an epoch's end, loaded by its retry.
 - :mod:`tuner.trial.recipe`: what re-training a trial needs, built in one place.
+- :mod:`tuner.trial.recorder`: a trial's epochs recorded, alone or in a cohort: row, report, prune, clocks.
+- :mod:`tuner.trial.events`: what a running trial tells the live view, and the codec between processes.
 """
 
 from tuner.faces import face

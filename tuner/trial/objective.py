@@ -7,10 +7,9 @@ nothing is written per batch.
 from __future__ import annotations
 
 import gc
-import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
@@ -31,39 +30,14 @@ from tuner.search.space import (
 from tuner.storage import records
 from tuner.storage.records import rank
 from tuner.training.device import device_kind
-from tuner.training.loop import DoesNotFit, EpochResult, Trainer, start_training, trial_seed
+from tuner.training.loop import DoesNotFit, Trainer, start_training, trial_seed
 from tuner.trial import checkpoint
+from tuner.trial.events import Listener, Silent
+from tuner.trial.recorder import CheckpointClock, EpochRecorder, batch_progress, past_deadline
 
 if TYPE_CHECKING:
     from tuner.storage.weights import StudyArtifacts
 
-
-# Saving a checkpoint may cost at most this share of the training time between two saves.
-CHECKPOINT_SHARE = 0.02
-
-class Listener(Protocol):
-    """What the console hears from a running study (the core never imports rich)."""
-
-    def trial_started(self, number: int, hp: dict[str, Any], reference: bool, where: str = "") -> None:
-        """Trial ``number`` starts with ``hp``; ``where``: the node and device it runs on, "" for
-        this machine's CPU."""
-
-    def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None: ...
-
-    def batch_done(self, number: int, epoch: int, epochs: int, done: int, batches: int, images: int) -> None:
-        """Epoch ``epoch`` (1-based) of trial ``number`` has trained ``done`` of its ``batches``
-        batches, ``images`` images in all."""
-
-
-class _Silent:
-    def trial_started(self, number: int, hp: dict[str, Any], reference: bool, where: str = "") -> None:
-        pass
-
-    def epoch_done(self, number: int, epoch: int, epochs: int, result: EpochResult) -> None:
-        pass
-
-    def batch_done(self, number: int, epoch: int, epochs: int, done: int, batches: int, images: int) -> None:
-        pass
 
 
 def enqueue_reference(study: optuna.Study, reference: Hyperparameters, space: dict[str, Param]) -> None:
@@ -106,7 +80,7 @@ class Objective:
     seed: int
     artifacts: StudyArtifacts | None = None
     kept: list[tuple[float, int]] = field(default_factory=list)
-    listener: Listener = field(default_factory=_Silent)
+    listener: Listener = field(default_factory=Silent)
     compile: bool = False
     recipe: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: float | None = None
@@ -219,57 +193,22 @@ class Objective:
             checkpoint.remove(trial.study, number, self.artifacts)
 
     def _train(self, trial: optuna.Trial, trainer: Trainer, history: list[dict[str, float]]) -> float:
-        saved, every, split = time.perf_counter(), self.checkpoint_every, 1
+        recorder = EpochRecorder(trial, self.epochs, self.listener, history)
+        clock = CheckpointClock(self.checkpoint_every)
         for epoch in range(len(history), self.epochs):
-            if history and self.deadline is not None and time.time() + history[-1]["seconds"] > self.deadline:
+            if past_deadline(self.deadline, history[-1]["seconds"] if history else None):
                 self._stop_at_deadline(trial, trainer, epoch)
-            trainer.on_batch = self._progress(trial.number, epoch + 1, trainer)
+            trainer.on_batch = batch_progress(self.listener, [trial.number], epoch + 1, self.epochs,
+                                              len(self.data.train_y), trainer.hp.batch_size)
             started = time.perf_counter()
             result = trainer.epoch()
-            if not math.isfinite(result.train_loss):
-                reason = f"training loss became {result.train_loss} in epoch {epoch + 1}"
-                trial.set_user_attr(records.FAIL_REASON, reason)
-                raise TrialFailed(reason)
-            history.append({
-                "epoch": epoch + 1,
-                "train_loss": result.train_loss,
-                "val_loss": result.val_loss,
-                "val_accuracy": result.val_accuracy,
-                "lr": result.lr,
-                "lr_next": trainer.lr,  # lowered at this epoch's end when below lr (tuner.search.pruning)
-                "seconds": round(time.perf_counter() - started, 4),
-            })
-            trial.set_user_attr(records.HISTORY, history)
-            if trainer.micro_batches > split:  # ran out of memory: its steps are split from now on
-                split = trainer.micro_batches
-                trial.set_user_attr(records.SPLIT, split)
-            trial.report(result.val_accuracy, epoch)
-            self.listener.epoch_done(trial.number, epoch + 1, self.epochs, result)
-            due = every is not None and time.perf_counter() - saved >= every
-            if due and epoch + 1 < self.epochs and self.artifacts is not None:
-                began = time.perf_counter()
-                checkpoint.save(trial, trainer, epoch + 1, self.artifacts)
-                saved = time.perf_counter()
-                if every:  # a save (700 MB for AlexNet with Adam) costs at most CHECKPOINT_SHARE of training
-                    every = max(every, (saved - began) / CHECKPOINT_SHARE)
-            # After the last epoch the work is done: completing costs nothing and tells more.
-            if epoch + 1 < self.epochs and trial.should_prune():
-                trial.set_user_attr(
-                    records.PRUNE_REASON,
-                    f"val {100 * result.val_accuracy:.2f}% at epoch {epoch + 1} below the pruner's bar",
-                )
+            recorder.record(epoch, result, trainer.lr, time.perf_counter() - started, trainer.micro_batches)
+            if clock.due(epoch, self.epochs) and self.artifacts is not None:
+                with clock.saving():
+                    checkpoint.save(trial, trainer, epoch + 1, self.artifacts)
+            if recorder.pruned(epoch, result):
                 raise optuna.TrialPruned()
         return history[-1]["val_accuracy"]
-
-    def _progress(self, number: int, epoch: int, trainer: Trainer) -> Any:
-        """What tells the listener how far epoch ``epoch`` is."""
-        batch_size, n = trainer.hp.batch_size, len(self.data.train_y)
-
-        def told(done: int, batches: int) -> None:
-            images = n if done == batches else min(n, done * batch_size)
-            self.listener.batch_done(number, epoch, self.epochs, done, batches, images)
-
-        return told
 
     def _stop_at_deadline(self, trial: optuna.Trial, trainer: Trainer, epoch: int) -> None:
         """``--timeout`` comes before the next epoch would end: save, stop the trial and the run."""
