@@ -46,8 +46,9 @@ class Session:
 
     def run(self) -> None:
         """The trials run; a KeyboardInterrupt stores the running ones as interrupted and propagates."""
+        planned = self.prepared.options  # --jobs auto made a number
         run_study(self.prepared, self.options.trials, self.options.timeout, callbacks=self.callbacks,
-                  jobs=self.options.jobs)
+                  jobs=planned.jobs)
 
     def finish(self) -> None:
         """The best and the reference scored on the test set (once), importances kept, tracking closed."""

@@ -58,3 +58,17 @@ def test_a_run_checks_its_options_and_loads_its_plugins_once(tmp_path, monkeypat
     found = tuner.optimize("mlp-digits", 1, epochs=1, db=tmp_path / "once.db")
     assert loaded == ["mlp-digits"]
     assert found["trial"] == 0 and found["test_accuracy"] is not None  # the run was finished too
+
+
+def test_preparing_returns_the_plan_and_leaves_the_options_as_given(tmp_path, monkeypatch):
+    """--jobs auto and --fuse become numbers on the prepared study; the options the caller made
+    (and would run again) still say what the person asked for."""
+    from tuner.session import Session
+    from tuner.study import OptimizeOptions
+
+    monkeypatch.setenv("TUNER_OFFLINE", "1")
+    asked = OptimizeOptions(plugin="mlp-digits", trials=2, epochs=1, db=str(tmp_path / "plan.db"), jobs="auto")
+    prepared = Session(asked).prepare()
+    assert asked.jobs == "auto" and asked.fuse is None
+    assert isinstance(prepared.options.jobs, int) and prepared.options.jobs >= 1 and prepared.options.fuse == 1
+    assert prepared.jobs_plan is not None and prepared.jobs_plan.jobs == prepared.options.jobs

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from helpers import TUNER, one_error_line, pythonpath, read_json, run_tuner, training, wait_for_trials
 
-from tuner.execution import CohortRunner
+from tuner.execution import Budget, CohortRunner
 from tuner.study import OptimizeOptions, check_options, prepare_study
 
 
@@ -66,7 +66,7 @@ def _run(tmp_path, name: str, pruned: int | None) -> optuna.Study:
     check_options(options)
     prepared = prepare_study(options)
     prepared.study.pruner = _PruneOne(pruned)
-    CohortRunner(prepared.study, prepared.objective, 3, [prepared.objective.after_trial]).run(3)
+    CohortRunner(prepared.study, prepared.objective, 3, [prepared.objective.after_trial]).run(Budget(3))
     return prepared.study
 
 

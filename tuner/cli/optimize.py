@@ -77,7 +77,8 @@ def optimize(quiet: bool, **fields: Any) -> None:
         progress = StudyProgress(out, options.trial_budget, live=out.is_terminal, quiet=quiet, jobs=options.jobs)
         session = Session(options, listener=progress, callbacks=[progress])
         prepared = session.prepare()
-        progress.jobs = options.jobs * options.fuse  # --jobs auto, --fuse: the numbers chosen
+        planned = prepared.options  # --jobs auto, --fuse: the numbers chosen
+        progress.jobs = planned.jobs * planned.fuse
     _print_start(prepared)
     _print_estimate(prepared, progress)
     stop = None
@@ -87,7 +88,7 @@ def optimize(quiet: bool, **fields: Any) -> None:
         except KeyboardInterrupt as e:
             stop = e
     if stop is not None:
-        several = options.jobs > 1 or options.ray is not None
+        several = planned.jobs > 1 or options.ray is not None
         err.print(f"interrupted: the running trial{'s are' if several else ' is'} stored as failed; "
                   "run the same command to resume")
     else:

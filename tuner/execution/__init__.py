@@ -1,6 +1,7 @@
 """Execution: a prepared study's trials run, here, in worker processes, as fused cohorts or on Ray.
 
 - :mod:`tuner.execution.run`: the entry: trials run one way or another until the budget is spent.
+- :mod:`tuner.execution.budget`: what a run may still spend: trials, deadline, stop; one rule for all.
 - :mod:`tuner.execution.cohorts`: ``--fuse``: trials drawn K at a time and trained as one cohort.
 - :mod:`tuner.execution.parallel`: ``--jobs``: worker processes on one study.
 - :mod:`tuner.execution.cluster`: ``--ray``: this process as the driver that hands trials to actors.
@@ -10,6 +11,7 @@
 from tuner.faces import face
 
 OFFERS = {
+    "Budget": "budget",
     "CohortRunner": "cohorts",
     "run_parallel": "parallel",
     "run_study": "run",

@@ -23,7 +23,6 @@ import optuna
 import ray
 import torch
 
-from tuner.errors import TrialFailed
 from tuner.runtime.liveness import identity
 from tuner.runtime.logs import quiet_libraries
 from tuner.storage.location import locate
@@ -116,9 +115,10 @@ class TrialRunner:
         return {**identity(), "node": self.node}
 
     def run_cohort(self, deadline: float | None, size: int) -> tuple[list[optuna.trial.FrozenTrial], bool, int]:
-        """Draw up to ``size`` trials and train them as one cohort (``--fuse``,
-        :class:`tuner.execution.cohorts.CohortRunner`); the trials as stored, whether ``--timeout``
-        stopped them, and how many were drawn (fewer than ``size`` go back to the driver's budget)."""
+        """Draw up to ``size`` trials and train them as one cohort (``--fuse``; of one, a trial
+        alone: :class:`tuner.execution.cohorts.CohortRunner`); the trials as stored, whether
+        ``--timeout`` stopped them, and how many were drawn (fewer than ``size`` go back to the
+        driver's budget; the driver hands the trials to its callbacks without reading the study)."""
         from tuner.execution.cohorts import CohortRunner
 
         objective = self.prepared.objective
@@ -128,14 +128,3 @@ class TrialRunner:
                               [objective.after_trial, lambda study, trial: done.append(trial)])
         drawn = runner.run_one(size)
         return done, objective.timed_out, drawn
-
-    def run_one(self, deadline: float | None) -> tuple[optuna.trial.FrozenTrial | None, bool]:
-        """Train one trial of the study; the trial as stored, and whether ``--timeout`` stopped it
-        (the driver hands the trial to its callbacks without reading the study again)."""
-        objective = self.prepared.objective
-        objective.deadline = deadline
-        done: list[optuna.trial.FrozenTrial] = []
-        self.prepared.study.optimize(
-            objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=False,
-            callbacks=[objective.after_trial, lambda study, trial: done.append(trial)])
-        return (done[0] if done else None), objective.timed_out

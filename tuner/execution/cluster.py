@@ -27,6 +27,7 @@ from typing import Any
 import optuna
 
 from tuner.errors import TunerError, UsageError, first_line
+from tuner.execution.budget import Budget
 from tuner.planning.ray_connect import connect
 from tuner.runtime.liveness import identity
 from tuner.runtime.ports import free_port
@@ -113,13 +114,13 @@ class _Driver:
         self.fuse = options.fuse if isinstance(options.fuse, int) else 1
         self.unused = 0  # trials a cohort claimed and did not draw, not yet given back to the budget
 
-    def start(self, slot: _Slot, deadline: float | None, left: int | None) -> int:
-        """Give ``slot``'s actor its next trial, or its next cohort of up to ``--fuse`` trials
-        (``left``: what the budget still holds); how many trials of the budget it took."""
-        size = self.fuse if left is None else min(self.fuse, left)
-        slot.claimed = size
-        slot.running = slot.actor.run_cohort.remote(deadline, size) if size > 1 else \
-            slot.actor.run_one.remote(deadline)
+    def start(self, slot: _Slot, budget: Budget) -> int:
+        """Give ``slot``'s actor its next cohort of up to ``--fuse`` trials (of one: a trial alone)
+        from ``budget``; how many trials it took (0: the budget is spent)."""
+        size = budget.take(self.fuse)
+        if size:
+            slot.claimed = size
+            slot.running = slot.actor.run_cohort.remote(budget.deadline, size)
         return size
 
     def _serve(self, prepared: Any) -> tuple[Any, tuple[str, int] | None]:
@@ -202,12 +203,8 @@ class _Driver:
             self.placed_at = time.monotonic()
             return
         slot.running = None
-        if slot.claimed > 1:  # a cohort: its trials, and the budget it did not draw goes back
-            trials, timed_out, drawn = value
-            self.unused += slot.claimed - drawn
-        else:
-            trial, timed_out = value
-            trials = [] if trial is None else [trial]
+        trials, timed_out, drawn = value
+        self.unused += slot.claimed - drawn  # taken and not drawn: back to the budget
         self.timed_out |= timed_out
         self._finished(trials)
 
@@ -239,11 +236,10 @@ def run_on_ray(prepared: Any, trials: int | None, timeout: float | None, prepare
     when an actor could not run (its message) or the cluster places none."""
     options: OptimizeOptions = prepared.options
     ray = connect(options.ray or "local")
-    deadline = None if timeout is None else time.time() + timeout
+    budget = Budget.lasting(trials, timeout, closed)
     driver = None
     try:
         driver = _Driver(ray, prepared, options, callbacks, prepare)
-        given = 0
         while not driver.errors:
             driver.relay_events()
             refs = driver.pending()
@@ -251,13 +247,12 @@ def run_on_ray(prepared: Any, trials: int | None, timeout: float | None, prepare
                 done, _ = ray.wait(refs, num_returns=1, timeout=0.2)
                 for ref in done:
                     driver.settle(ref)
-            given, driver.unused = given - driver.unused, 0
-            stopping = (driver.timed_out or (deadline is not None and time.time() >= deadline)
-                        or (closed is not None and closed()) or (trials is not None and given >= trials))
+            budget.give_back(driver.unused)
+            driver.unused = 0
+            stopping = driver.timed_out or budget.spent()
             for slot in driver.slots:
                 if not stopping and slot.process is not None and slot.running is None:
-                    given += driver.start(slot, deadline, None if trials is None else trials - given)
-                    stopping = trials is not None and given >= trials
+                    stopping = not driver.start(slot, budget) or budget.spent()
             driver.judge_lost()
             running = any(s.running is not None for s in driver.slots)
             if stopping and not running:

@@ -1,5 +1,7 @@
-"""``--fuse K``: a study's trials K at a time as one fused cohort, each drawn, reported, pruned,
-saved and told as its own trial.
+"""The study's one ask/tell loop: trials drawn K at a time (``--fuse K``; K = 1, a trial alone)
+and trained as one fused cohort, each drawn, reported, pruned, saved and told as its own trial,
+while the run's :class:`~tuner.execution.budget.Budget` lasts. This process, each ``--jobs``
+worker and each ``--ray`` actor run their trials through it.
 
 A cohort's first trial (its leader) is drawn as any trial is. The others are drawn with the
 leader's batch size, optimizer and plugin hyperparameters fixed (Optuna's ``PartialFixedSampler``
@@ -29,6 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.contract import Fixed, Hyperparameters, Param
 from tuner.errors import TrialFailed, first_line
+from tuner.execution.budget import Budget
 from tuner.runtime import interrupt
 from tuner.storage import records
 from tuner.training.fused import SHARED, CannotFuse, Cohort
@@ -94,16 +97,18 @@ class CohortRunner:
         self.callbacks = list(callbacks)
         self.stoppable = Stoppable(study)
 
-    def run(self, trials: int | None) -> int:
-        """Draw and train cohorts until ``trials`` have started (None: until stopped), a callback
-        stops the study, or ``objective.deadline`` passes; the trials started."""
-        started, deadline = 0, self.objective.deadline
-        while not (self.stoppable.stopped or self.objective.timed_out
-                   or (trials is not None and started >= trials)
-                   or (deadline is not None and time.time() >= deadline)):
-            if interrupt.pending() is not None:
-                break  # raised where the caller's interrupt.deferred() block ends
-            started += self.run_one(self.size if trials is None else min(self.size, trials - started))
+    def run(self, budget: Budget) -> int:
+        """Draw and train cohorts (of one: a trial alone) while ``budget`` lasts, no callback has
+        stopped the study and no trial stopped at ``--timeout``; the trials started. A stop asked
+        for (Ctrl-C) ends the loop; it is raised where the caller's ``interrupt.deferred()`` ends."""
+        started = 0
+        while not (self.stoppable.stopped or self.objective.timed_out) and interrupt.pending() is None:
+            taken = budget.take(self.size)
+            if not taken:
+                break
+            drawn = self.run_one(taken)
+            budget.give_back(taken - drawn)
+            started += drawn
         return started
 
     def run_one(self, size: int) -> int:
@@ -138,8 +143,11 @@ class CohortRunner:
 
     def _begin(self, trial: optuna.Trial) -> Member:
         try:
+            interrupt.check()  # asked to stop while the trial was being drawn
             return Member(trial, *self.objective.begin(trial))
-        except BaseException:
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):
+                trial.set_user_attr(records.FAIL_REASON, records.INTERRUPTED)
             self.study.tell(trial, state=TrialState.FAIL)
             raise
 

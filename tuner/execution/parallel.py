@@ -34,7 +34,8 @@ from typing import Any
 import optuna
 import torch
 
-from tuner.errors import TrialFailed, TunerError
+from tuner.errors import TunerError
+from tuner.execution.budget import Budget
 from tuner.execution.cohorts import CohortRunner
 from tuner.runtime import interrupt
 from tuner.runtime.collector import LongLivedHeap
@@ -72,20 +73,6 @@ def _lost_worker(study: optuna.Study, index: int, exitcode: int | None) -> None:
     log.warning("worker %d %s; %s; the other workers go on", index, how, what)
 
 
-def _claim(tickets: Any, budget: int | None, most: int = 1) -> int:
-    """Take up to ``most`` trials from the shared budget; how many (0 when it is spent)."""
-    with tickets.get_lock():
-        taken = most if budget is None else max(0, min(most, budget - tickets.value))
-        tickets.value += taken
-        return taken
-
-
-def _give_back(tickets: Any, count: int) -> None:
-    """Trials claimed and not drawn (a cohort that came out smaller) go back to the budget."""
-    with tickets.get_lock():
-        tickets.value -= count
-
-
 def _worker(index: int, prepare: Callable[..., Any], options: Any, budget: int | None, deadline: float | None,
             threads: int | None, tickets: Any, events: Any, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides; see the module doc
@@ -105,14 +92,9 @@ def _worker(index: int, prepare: Callable[..., Any], options: Any, budget: int |
         with LongLivedHeap() as heap, written(prepared.location):
             callbacks = [prepared.objective.after_trial, finished, heap]
             fuse = options.fuse if isinstance(options.fuse, int) else 1  # --fuse: cohorts (tuner.execution.cohorts)
+            # The study's one ask/tell loop, on the budget all workers share.
             runner = CohortRunner(prepared.study, prepared.objective, fuse, callbacks)
-            while (interrupt.pending() is None and (deadline is None or time.time() < deadline)
-                   and not prepared.objective.timed_out and (claimed := _claim(tickets, budget, runner.size))):
-                if runner.size == 1:
-                    prepared.study.optimize(prepared.objective, n_trials=1, catch=(TrialFailed,),
-                                            callbacks=callbacks, gc_after_trial=False)
-                else:
-                    _give_back(tickets, claimed - runner.run_one(claimed))
+            runner.run(Budget(budget, deadline, count=tickets))
         interrupt.check()
     except KeyboardInterrupt:
         events.put(("stopped", index))
@@ -192,9 +174,10 @@ def run_parallel(
     :class:`TunerError` with a worker's message when one could not run.
     """
     ctx = mp.get_context("spawn")  # CUDA cannot be used in a forked child
-    tickets = ctx.Value("i", 0)
+    tickets = ctx.Value("i", 0)  # the trials taken, by every worker: one budget
     events = ctx.Queue()
     deadline = None if timeout is None else time.time() + timeout
+    shared = Budget(trials, deadline, count=tickets)
     threads = None
     if device_type == "cpu":  # share the cores instead of oversubscribing them
         threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -216,9 +199,8 @@ def run_parallel(
             watch.handle(events)
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (tuner.runtime.interrupt.Terminated)
             watch.stop(e)
-        if closed is not None and trials is not None and closed():
-            with tickets.get_lock():
-                tickets.value = max(tickets.value, trials)
+        if closed is not None and closed():
+            shared.close()
     errors, interrupted = watch.errors, watch.interrupted
     for w in workers:
         w.join()

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import optuna
 
-from tuner.errors import TrialFailed
+from tuner.execution.budget import Budget
 from tuner.execution.cohorts import CohortRunner
 from tuner.execution.parallel import run_parallel
 from tuner.runtime import interrupt
@@ -59,20 +59,11 @@ def run_study(
                              listener=prepared.objective.listener, callbacks=callbacks,
                              device_type=prepared.device.type,
                              closed=None if stopper is None else lambda: stopper.reason is not None)
-            elif fuse > 1:
+            else:  # one ask/tell loop: a trial alone is a cohort of one
                 with LongLivedHeap() as heap, interrupt.deferred():
                     runner = CohortRunner(prepared.study, prepared.objective, fuse,
-                                          [prepared.objective.after_trial, *callbacks, heap, interrupt.stop_study,
-                                           prepared.objective.stop_at_deadline])
-                    runner.run(trials)
-            else:
-                with LongLivedHeap() as heap, interrupt.deferred():
-                    prepared.study.optimize(
-                        prepared.objective, n_trials=trials, timeout=timeout, catch=(TrialFailed,),
-                        callbacks=[prepared.objective.after_trial, *callbacks, heap, interrupt.stop_study,
-                                   prepared.objective.stop_at_deadline],
-                        gc_after_trial=False,
-                    )
+                                          [prepared.objective.after_trial, *callbacks, heap, interrupt.stop_study])
+                    runner.run(Budget(trials, prepared.objective.deadline))
     finally:
         if prepared.artifacts is not None:
             prepared.artifacts.tidy()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +107,10 @@ def prepare_study(options: OptimizeOptions, listener: Listener | None = None,
     if space_changed and not inputs.overridden:
         log.warning("the search space differs from the one this study was created with")
     data = load_data(inputs.pair, inputs.data_dir, inputs.device, settings)
-    jobs_plan = None if joining else _plan_jobs(inputs, options, data)
-    fuse_plan = None if joining else _plan_fuse(inputs, options, data)
+    jobs, jobs_plan = (options.jobs, None) if joining else _plan_jobs(inputs, options, data)
+    fuse, fuse_plan = (options.fuse, None) if joining else _plan_fuse(inputs, options, data)
+    # The plan, as numbers: the caller's options stay as given; the prepared study holds these.
+    options = replace(options, jobs=jobs, fuse=fuse)
     # The first torch optimizer imports torch._dynamo: pay for it now, so that it is not counted
     # in trial 0's time (the reference's time would look worse than it is).
     importlib.import_module("torch._dynamo")
@@ -161,41 +163,37 @@ def _open_locked(storage: optuna.storages.BaseStorage, inputs: _Inputs, options:
     return study, spec, keep, created
 
 
-def _plan_jobs(inputs: _Inputs, options: OptimizeOptions, data: PreparedData) -> JobsPlan | None:
-    """``--jobs auto`` made a number before anything records it (tuner.planning.jobs); with --ray
-    it is 1: as many trials as the cluster fits."""
+def _plan_jobs(inputs: _Inputs, options: OptimizeOptions, data: PreparedData) -> tuple[int, JobsPlan | None]:
+    """``--jobs`` as a number before anything records it, and the plan behind ``auto``
+    (tuner.planning.jobs); with --ray, auto is 1: as many trials as the cluster fits."""
     if options.jobs != AUTO:
-        return None
+        return options.jobs, None
     if options.ray is not None:
-        options.jobs = 1
-        return None
+        return 1, None
     base = hyperparameters({}, base=inputs.pair.arch.reference)
     largest = hyperparameters({"batch_size": largest_batch(inputs.space.get("batch_size"), base.batch_size)},
                               base=base)
     devices = sorted(set(worker_devices(options.device, MAX_JOBS)))
     plan = auto_jobs(inputs.pair.arch, data, largest, devices, MAX_JOBS)
-    options.jobs = plan.jobs
-    return plan
+    return plan.jobs, plan
 
 
-def _plan_fuse(inputs: _Inputs, options: OptimizeOptions, data: PreparedData) -> FusePlan | None:
+def _plan_fuse(inputs: _Inputs, options: OptimizeOptions, data: PreparedData) -> tuple[int, FusePlan | None]:
     """``--fuse`` made a number (tuner.planning.fusing): auto probes the device at the reference's
     settings; K is checked by one fused step; unset, auto on a GPU and 1 on a CPU (measured there:
     docs/benchmarks.md, and a probe's timing would make a seeded study's cohorts differ by load)."""
-    if options.fuse is None:
-        options.fuse = AUTO if inputs.device.type == "cuda" and not options.compile and options.ray is None else 1
-    if options.fuse == 1 or (options.fuse == AUTO and (options.trial_budget or 2) < 2):
-        options.fuse = 1  # one trial to run (--params): nothing to fuse it with
-        return None
+    asked = options.fuse
+    if asked is None:
+        asked = AUTO if inputs.device.type == "cuda" and not options.compile and options.ray is None else 1
+    if asked == 1 or (asked == AUTO and (options.trial_budget or 2) < 2):
+        return 1, None  # one trial to run (--params): nothing to fuse it with
     hp = hyperparameters({}, base=inputs.pair.arch.reference)
-    if options.fuse == AUTO:
+    if asked == AUTO:
         plan = probe(inputs.pair.arch, data, hp, most=options.trial_budget or MAX_FUSE)
     else:
         why_not = check(inputs.pair.arch, data, hp)
-        plan = FusePlan(1 if why_not else options.fuse, str(data.train_x.device), why_not=why_not,
-                        asked=options.fuse)
-    options.fuse = plan.size
-    return plan
+        plan = FusePlan(1 if why_not else asked, str(data.train_x.device), why_not=why_not, asked=asked)
+    return plan.size, plan
 
 
 def check_options(options: OptimizeOptions) -> Checked:
