@@ -30,7 +30,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tuner.after import importance as insight
-from tuner.storage.records import IMPORTANCE as IMPORTANCE_ATTR
+from tuner.storage import IMPORTANCE as IMPORTANCE_ATTR
 
 TUNER = shutil.which("tuner", path=str(Path(sys.executable).parent)) or "tuner"
 GOALS = {"best": 2.0, "best --json": 2.0, "trials --json": 2.0, "report": 30.0}

@@ -26,8 +26,7 @@ from _common import DEFAULT_DATA
 
 from tuner.planning import reference_trainer
 from tuner.plugins import load_pair
-from tuner.storage import StudyArtifacts
-from tuner.storage.stores import BESIDE_DB
+from tuner.storage import BESIDE_DB, StudyArtifacts
 from tuner.study import OptimizeOptions
 from tuner.trial import checkpoint
 

@@ -32,8 +32,7 @@ import torch.nn.functional as F
 from _common import DEFAULT_DATA
 
 from tuner.contract import Hyperparameters
-from tuner.data import load_splits, prepare
-from tuner.data.prepared import model_shape
+from tuner.data import load_splits, model_shape, prepare
 from tuner.plugins.registry import registry
 from tuner.training import Trainer
 

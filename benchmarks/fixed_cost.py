@@ -45,8 +45,7 @@ def tuner_phases(data_dir: str, db: str, plugin: str, epochs: int) -> dict[str, 
     with collector_paused():
         import optuna  # noqa: F401
 
-        from tuner.after import best_summary
-        from tuner.after.importance import remember
+        from tuner.after import best_summary, remember
         from tuner.data import default_data_dir, load_splits
         from tuner.execution import run_study
         from tuner.plugins import load_pair

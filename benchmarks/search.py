@@ -59,6 +59,8 @@ from tuner.contract import Architecture
 from tuner.data import DataSettings, PreparedData, default_data_dir, load_data
 from tuner.plugins import Pair, load_pair
 from tuner.search import (
+    KEEP_CHOICE,
+    SPREAD,
     PriorSampler,
     SchedulePruner,
     auto_warmup,
@@ -67,7 +69,6 @@ from tuner.search import (
     hyperparameters,
     standard_error,
 )
-from tuner.search.prior import KEEP_CHOICE, SPREAD
 from tuner.storage import records
 from tuner.training import start_training, trial_seed
 from tuner.trial import Objective, enqueue_reference

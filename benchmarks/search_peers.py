@@ -24,7 +24,7 @@ import optuna
 
 from tuner.contract import Choice, FloatRange, IntRange
 from tuner.search import build_space, fixed_params_for, hyperparameters, sample
-from tuner.storage.records import ZERO_SWITCH
+from tuner.storage import ZERO_SWITCH
 from tuner.training import Trainer, start_training, trial_seed
 
 PEERS = ("ray-asha", "neps-priorband")

@@ -38,8 +38,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from tuner.contract import Hyperparameters
-from tuner.data import DEFAULT_VAL_FRACTION, load_splits, validation_cap
-from tuner.data.prepared import model_shape
+from tuner.data import DEFAULT_VAL_FRACTION, load_splits, model_shape, validation_cap
 from tuner.execution import run_study
 from tuner.plugins import load_pair
 from tuner.plugins.registry import registry

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.runtime.files import replaced
+from tuner.runtime import replaced
 
 
 def test_a_block_that_raises_leaves_the_old_file_and_no_part_file(tmp_path):

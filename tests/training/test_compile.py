@@ -10,7 +10,7 @@ import torch
 from helpers import one_error_line, run_tuner
 
 from tuner.contract import Hyperparameters
-from tuner.data.prepared import model_shape
+from tuner.data import model_shape
 from tuner.plugins.registry import registry
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 
-from tuner.trial.events import Forward, deliver
+from tuner.trial import Forward, deliver
 
 
 class Heard:

@@ -17,6 +17,7 @@ from tuner.faces import face
 
 OFFERS = {
     "best_summary": "summary",
+    "remember": "importance",
     "search_line": "summary",
     "trained_trial": "rebuild",
     "trials_json": "summary",

@@ -14,6 +14,7 @@ OFFERS = {
     "default_data_dir": "loading",
     "load_data": "prepared",
     "load_splits": "loading",
+    "model_shape": "prepared",
     "normalize": "prepared",
     "prepare": "prepared",
     "validation_cap": "split",

@@ -19,6 +19,7 @@ OFFERS = {
     "host": "liveness",
     "identity": "liveness",
     "quiet_libraries": "logs",
+    "replaced": "files",
 }
 __all__ = sorted(OFFERS)
 __getattr__ = face(__name__, OFFERS)

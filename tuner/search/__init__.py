@@ -14,9 +14,11 @@ from tuner.faces import face
 OFFERS = {
     "DEFAULT_SPACE": "space",
     "FitSampler": "fits",
+    "KEEP_CHOICE": "prior",
     "PRUNERS": "samplers",
     "PriorSampler": "prior",
     "SAMPLERS": "samplers",
+    "SPREAD": "prior",
     "SchedulePruner": "pruning",
     "SnapshotSampler": "snapshot",
     "StopAtNoise": "stopping",

@@ -16,10 +16,13 @@ from tuner.faces import face
 
 OFFERS = {
     "AtomicFileSystemStore": "stores",
+    "BESIDE_DB": "stores",
     "BatchingProxy": "proxy",
+    "IMPORTANCE": "records",
     "Location": "location",
     "StudyArtifacts": "weights",
     "TrialView": "records",
+    "ZERO_SWITCH": "records",
     "fail_dead_trials": "stale",
     "for_study": "weights",
     "hide_password": "location",

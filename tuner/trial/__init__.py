@@ -10,7 +10,10 @@
 from tuner.faces import face
 
 OFFERS = {
+    "Forward": "events",
+    "Listener": "events",
     "Objective": "objective",
+    "deliver": "events",
     "enqueue_reference": "objective",
 }
 __all__ = sorted(OFFERS)
