@@ -3,6 +3,7 @@ servers (a throwaway PostgreSQL cluster, moto's S3 server). Helpers live in help
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -13,6 +14,11 @@ from helpers import PACKAGES, SHARED_MNIST, pip_install_target, real_server
 # Ctrl-C ignored, and so would every tuner it starts: the Ctrl-C tests want it as a terminal has it.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+# pytest-xdist gives its workers COLUMNS=80 (the width of a terminal it does not have); a tuner the
+# tests start must see what a person's pipe or log shows it, as in a run on one process.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 
 @pytest.fixture(scope="session")
