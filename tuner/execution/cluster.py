@@ -65,8 +65,6 @@ def trials_at_once(options: OptimizeOptions, resources: dict[str, float]) -> int
     return min(fit, MAX_JOBS)
 
 
-
-
 @dataclass
 class _Slot:
     """One trial actor: starting (``ready`` pending), idle, or running a trial (``running``)."""

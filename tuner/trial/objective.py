@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from tuner.storage.weights import StudyArtifacts
 
 
-
 def enqueue_reference(study: optuna.Study, reference: Hyperparameters, space: dict[str, Param]) -> None:
     """Queue the architecture's hand-picked settings as the next trial (trial 0 of a new study)."""
     study.enqueue_trial(fixed_params_for(reference, space), user_attrs={records.REFERENCE: True})
@@ -47,7 +46,9 @@ def enqueue_reference(study: optuna.Study, reference: Hyperparameters, space: di
 
 @dataclass
 class Objective:
-    """The function ``study.optimize`` calls once per trial.
+    """One trial's life, from its draw (:meth:`begin`) to its kept weights (:meth:`train`), as the
+    run loop (:class:`tuner.execution.cohorts.CohortRunner`) calls it; called whole, it is an
+    ordinary Optuna objective (benchmarks hand it to ``study.optimize``).
 
     Args:
         arch: The architecture plugin.
@@ -217,11 +218,6 @@ class Objective:
             checkpoint.save(trial, trainer, epoch, self.artifacts)
         trial.set_user_attr(records.FAIL_REASON, records.TIMED_OUT)
         raise TrialFailed(f"trial {trial.number}: {records.TIMED_OUT}")
-
-    def stop_at_deadline(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        """Optuna callback: no trial starts after one stopped at ``--timeout``."""
-        if self.timed_out:
-            study.stop()
 
     def keep_weights(self, trial: optuna.Trial, model: torch.nn.Module, value: float, reference: bool) -> None:
         """Save the reference's weights and those of a trial that enters the best ``keep``."""
