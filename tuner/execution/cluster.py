@@ -109,7 +109,7 @@ class _Driver:
         self.lost: list[tuple[dict[str, Any], float, bool]] = []  # (process, when, node said dead)
         self.timed_out = False
         self.placed_at = time.monotonic()
-        self.fuse = options.fuse if isinstance(options.fuse, int) else 1
+        self.fuse = options.cohort_size
         self.unused = 0  # trials a cohort claimed and did not draw, not yet given back to the budget
 
     def start(self, slot: _Slot, budget: Budget) -> int:

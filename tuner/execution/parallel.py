@@ -91,9 +91,8 @@ def _worker(index: int, prepare: Callable[..., Any], options: Any, budget: int |
 
         with LongLivedHeap() as heap, written(prepared.location):
             callbacks = [prepared.objective.after_trial, finished, heap]
-            fuse = options.fuse if isinstance(options.fuse, int) else 1  # --fuse: cohorts (tuner.execution.cohorts)
             # The study's one ask/tell loop, on the budget all workers share.
-            runner = CohortRunner(prepared.study, prepared.objective, fuse, callbacks)
+            runner = CohortRunner(prepared.study, prepared.objective, options.cohort_size, callbacks)
             runner.run(Budget(budget, deadline, count=tickets))
         interrupt.check()
     except KeyboardInterrupt:

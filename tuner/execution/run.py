@@ -40,8 +40,7 @@ def run_study(
         stopper, trials = StopAtNoise(len(prepared.data.val_y)), AUTO_MAX
         callbacks = [*callbacks, stopper]
     assert trials is None or isinstance(trials, int)
-    fuse = prepared.options.fuse if prepared.options is not None else 1  # a number: prepare_study chose it
-    assert isinstance(fuse, int)
+    fuse = prepared.options.cohort_size if prepared.options is not None else 1  # prepare_study chose it
     try:
         with written(prepared.location):
             if prepared.options is not None and prepared.options.ray is not None:

@@ -133,6 +133,11 @@ class OptimizeOptions:
         self.space = tuple(self.space)
 
     @property
+    def cohort_size(self) -> int:
+        """Trials drawn and trained at a time (``--fuse``, once planned a number; 1: each alone)."""
+        return self.fuse if isinstance(self.fuse, int) else 1
+
+    @property
     def study_name(self) -> str:
         """The study's name: ``--study``, else the plugin pair's (``lenet-digits``)."""
         return self.study or self.plugin
