@@ -40,16 +40,20 @@ class Budget:
     def taken(self) -> int:
         return self.count.value
 
+    def _ended(self) -> bool:
+        """The deadline passed, or the stop rule closed the run."""
+        return (self.deadline is not None and time.time() >= self.deadline) or \
+            (self.closed is not None and self.closed())
+
     def spent(self) -> bool:
         """Whether no further trial may start: the count reached, the deadline passed, or closed."""
         with self.count.get_lock():
             counted = self.trials is not None and self.count.value >= self.trials
-        return counted or (self.deadline is not None and time.time() >= self.deadline) or \
-            (self.closed is not None and self.closed())
+        return counted or self._ended()
 
     def take(self, most: int = 1) -> int:
         """Take up to ``most`` trials to start; how many (0 when the budget is spent)."""
-        if (self.deadline is not None and time.time() >= self.deadline) or (self.closed is not None and self.closed()):
+        if self._ended():
             return 0
         with self.count.get_lock():
             taken = most if self.trials is None else max(0, min(most, self.trials - self.count.value))

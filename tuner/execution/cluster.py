@@ -79,7 +79,7 @@ class _Slot:
 
 class _Driver:
     def __init__(self, ray: Any, prepared: Any, options: OptimizeOptions, callbacks: Sequence[Callback],
-                 prepare: Callable[..., Any]) -> None:
+                 prepare: Callable[..., Any], budget: Budget) -> None:
         from ray.util.queue import Queue
 
         from tuner.execution.actors import ArtifactKeeper, TrialRunner
@@ -110,15 +110,15 @@ class _Driver:
         self.timed_out = False
         self.placed_at = time.monotonic()
         self.fuse = options.cohort_size
-        self.unused = 0  # trials a cohort claimed and did not draw, not yet given back to the budget
+        self.budget = budget
 
-    def start(self, slot: _Slot, budget: Budget) -> int:
+    def start(self, slot: _Slot) -> int:
         """Give ``slot``'s actor its next cohort of up to ``--fuse`` trials (of one: a trial alone)
-        from ``budget``; how many trials it took (0: the budget is spent)."""
-        size = budget.take(self.fuse)
+        from the budget; how many trials it took (0: the budget is spent)."""
+        size = self.budget.take(self.fuse)
         if size:
             slot.claimed = size
-            slot.running = slot.actor.run_cohort.remote(budget.deadline, size)
+            slot.running = slot.actor.run_cohort.remote(self.budget.deadline, size)
         return size
 
     def _serve(self, prepared: Any) -> tuple[Any, tuple[str, int] | None]:
@@ -202,7 +202,7 @@ class _Driver:
             return
         slot.running = None
         trials, timed_out, drawn = value
-        self.unused += slot.claimed - drawn  # taken and not drawn: back to the budget
+        self.budget.give_back(slot.claimed - drawn)  # taken and not drawn
         self.timed_out |= timed_out
         self._finished(trials)
 
@@ -237,7 +237,7 @@ def run_on_ray(prepared: Any, trials: int | None, timeout: float | None, prepare
     budget = Budget.lasting(trials, timeout, closed)
     driver = None
     try:
-        driver = _Driver(ray, prepared, options, callbacks, prepare)
+        driver = _Driver(ray, prepared, options, callbacks, prepare, budget)
         while not driver.errors:
             driver.relay_events()
             refs = driver.pending()
@@ -245,12 +245,10 @@ def run_on_ray(prepared: Any, trials: int | None, timeout: float | None, prepare
                 done, _ = ray.wait(refs, num_returns=1, timeout=0.2)
                 for ref in done:
                     driver.settle(ref)
-            budget.give_back(driver.unused)
-            driver.unused = 0
             stopping = driver.timed_out or budget.spent()
             for slot in driver.slots:
                 if not stopping and slot.process is not None and slot.running is None:
-                    stopping = not driver.start(slot, budget) or budget.spent()
+                    stopping = not driver.start(slot) or budget.spent()
             driver.judge_lost()
             running = any(s.running is not None for s in driver.slots)
             if stopping and not running:
